@@ -1,0 +1,116 @@
+"""Server-side login sessions, throttling and the Flask-Login wiring."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app, session
+from sqlalchemy import delete, func, select
+
+from . import audit
+from .extensions import db, login_manager
+from .models import AuditEvent, AuthSession, User
+from .passwords import hash_password, needs_rehash, verify_password
+from .timeutil import utcnow
+
+LOGIN_FAILED = "login.failed"
+# Refresh last_seen at most this often, to avoid a write on every request.
+_TOUCH_INTERVAL = timedelta(seconds=30)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(user: User, address: str | None) -> str:
+    """Create a server-side session for ``user`` and return its raw token."""
+    token = secrets.token_urlsafe(32)
+    db.session.add(AuthSession(token_hash=_token_hash(token), user=user, address=address))
+    user.session_token = token
+    return token
+
+
+def end_session(token: str | None) -> None:
+    if token:
+        db.session.execute(delete(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
+
+
+def end_all_sessions(user: User) -> None:
+    """Invalidate every login of ``user`` (password change, deactivation)."""
+    db.session.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
+
+
+def load_session_user(token: str) -> User | None:
+    """Return the user of a live session token, or None when absent or expired."""
+    auth = db.session.scalar(
+        select(AuthSession).where(AuthSession.token_hash == _token_hash(token))
+    )
+    if auth is None:
+        return None
+    now = utcnow()
+    cfg = current_app.config
+    idle = timedelta(minutes=int(cfg["SESSION_IDLE_MINUTES"]))
+    absolute = timedelta(hours=int(cfg["SESSION_ABSOLUTE_HOURS"]))
+    user = auth.user
+    if now - auth.last_seen_at > idle or now - auth.created_at > absolute or not user.active:
+        db.session.delete(auth)
+        audit.record("session.expired", user=user, obj=user)
+        db.session.commit()
+        session["expired"] = True
+        return None
+    if now - auth.last_seen_at > _TOUCH_INTERVAL:
+        auth.last_seen_at = now
+        db.session.commit()
+    user.session_token = token
+    return user
+
+
+@login_manager.user_loader
+def _user_loader(token: str) -> User | None:
+    return load_session_user(token)
+
+
+def is_throttled(username: str, address: str | None) -> bool:
+    """True when recent failures for this account or address pass the configured limits."""
+    cfg = current_app.config
+    since = utcnow() - timedelta(minutes=int(cfg["LOGIN_FAILURE_WINDOW_MINUTES"]))
+    base = select(func.count(AuditEvent.id)).where(
+        AuditEvent.action == LOGIN_FAILED, AuditEvent.created_at >= since
+    )
+    by_account = db.session.scalar(base.where(AuditEvent.username == username.lower()))
+    if by_account >= int(cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
+        return True
+    if address:
+        by_address = db.session.scalar(base.where(AuditEvent.address == address))
+        if by_address >= int(cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]):
+            return True
+    return False
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """Return the active user with these credentials, upgrading an outdated hash."""
+    user = db.session.scalar(select(User).where(User.username == username.lower()))
+    stored = user.password_hash if user is not None and user.active else None
+    if not verify_password(stored, password):
+        return None
+    assert user is not None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def safe_next(target: str | None) -> str | None:
+    """Accept only a relative path on this site as a post-login destination."""
+    if not target or len(target) > 2000:
+        return None
+    if any(ch in target for ch in "\\\r\n\t") or not target.startswith("/"):
+        return None
+    if target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target

@@ -1,0 +1,106 @@
+"""The ``kaptools`` command: database, users, demo data and serving."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
+
+from .extensions import db
+
+
+def main() -> None:
+    from . import create_app
+
+    FlaskGroup(
+        name="kaptools",
+        create_app=lambda: create_app(),
+        help="kaptools: structured KAP integration notes, summaries and supervision.",
+    ).main(prog_name="kaptools")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(create_user_command)
+    app.cli.add_command(demo_command)
+    app.cli.add_command(serve_command)
+
+
+def upgrade_database() -> None:
+    """Bring the schema to the newest migration."""
+    from flask_migrate import upgrade
+
+    upgrade(directory=current_app.extensions["migrate"].directory)
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command() -> None:
+    """Create the database or run pending migrations."""
+    upgrade_database()
+    click.echo(f"Database ready: {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--name", "display_name", required=True, help="Full name shown in the app.")
+@click.option("--role", type=click.Choice(["therapist", "supervisor", "admin"]),
+              default="therapist", show_default=True)
+@click.password_option(help="Asked for when not given.")
+@with_appcontext
+def create_user_command(username: str, display_name: str, role: str, password: str) -> None:
+    """Create an account."""
+    from . import audit
+    from .models import User
+    from .passwords import hash_password, password_problem
+
+    if problem := password_problem(password):
+        raise click.BadParameter(problem, param_hint="password")
+    username = username.strip().lower()
+    if db.session.scalar(select(User.id).where(User.username == username)):
+        raise click.ClickException(f"an account named {username!r} already exists")
+    user = User(username=username, display_name=display_name, role=role,
+                password_hash=hash_password(password))
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.created", obj=user, username="cli", detail={"role": role})
+    db.session.commit()
+    click.echo(f"Created {role} {username}.")
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Load the demo data and stop.")
+@with_appcontext
+def demo_command(host: str, port: int, no_serve: bool) -> None:
+    """Create the database, load synthetic demo data (once) and serve the app."""
+    from .demo import DEMO_LOGINS, load_demo
+
+    upgrade_database()
+    if load_demo():
+        click.echo("Loaded synthetic demo data.")
+    else:
+        click.echo("Demo data already present; nothing added.")
+    click.echo("\nDemo logins (synthetic accounts, for trying kaptools only):")
+    for username, role, password in DEMO_LOGINS:
+        click.echo(f"  {role:<11} {username:<8} password: {password}")
+    if not no_serve:
+        _serve(current_app._get_current_object(), host, port)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
+def serve_command(host: str, port: int) -> None:
+    """Serve kaptools on this machine (use gunicorn in production)."""
+    _serve(current_app._get_current_object(), host, port)
+
+
+def _serve(app: Flask, host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    click.echo(f"\nkaptools is running: open http://{host}:{port}/  (Ctrl+C stops it)\n")
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

@@ -1,0 +1,88 @@
+"""Configuration: defaults, then the instance config file, then KAPTOOLS_* variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+
+DEFAULTS: dict[str, object] = {
+    # An SQLAlchemy URL; empty means a SQLite file in the instance folder.
+    "DATABASE_URL": "",
+    "SESSION_IDLE_MINUTES": 30,
+    "SESSION_ABSOLUTE_HOURS": 12,
+    "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,
+    "LOGIN_FAILURE_WINDOW_MINUTES": 15,
+    # argon2id cost; the defaults follow OWASP's password storage guidance.
+    "ARGON2_TIME_COST": 3,
+    "ARGON2_MEMORY_COST_KIB": 65536,
+    "ARGON2_PARALLELISM": 2,
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "SESSION_COOKIE_NAME": "kaptools_session",
+    "WTF_CSRF_TIME_LIMIT": None,
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # Practices set their own vitals thresholds; these are placeholders to edit.
+    "VITALS_THRESHOLDS": {
+        "systolic_max": 160,
+        "diastolic_max": 100,
+        "heart_rate_max": 110,
+        "spo2_min": 94,
+    },
+    "CLINIC_NAME": "kaptools clinic",
+}
+
+INSTANCE_CONFIG_FILE = "kaptools.toml"
+SECRET_KEY_FILE = "secret_key"
+
+
+def load_config(app: Flask, test_config: dict[str, object] | None) -> None:
+    """Fill ``app.config`` from defaults, the instance file, the environment and tests."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_file(INSTANCE_CONFIG_FILE, load=_load_toml, silent=True, text=False)
+    app.config.from_prefixed_env("KAPTOOLS")
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+
+    url = str(app.config.get("DATABASE_URL") or "")
+    if not url:
+        url = "sqlite:///" + str(Path(app.instance_path) / "kaptools.sqlite3")
+    app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(url)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(
+        hours=int(app.config["SESSION_ABSOLUTE_HOURS"])
+    )
+
+
+def _load_toml(handle) -> dict[str, object]:
+    return {key.upper(): value for key, value in tomllib.load(handle).items()}
+
+
+def _normalise_db_url(url: str) -> str:
+    # Plain postgresql:// URLs would pick psycopg2; we ship psycopg 3.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """Read the instance's secret key, creating it (mode 0600) on first run."""
+    path = instance / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

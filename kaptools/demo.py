@@ -1,0 +1,119 @@
+"""Synthetic demo data: invented people, codes and sessions only."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+
+from . import audit
+from .extensions import db
+from .models import (
+    Client,
+    Course,
+    ReviewMode,
+    SessionKind,
+    SupervisionRelationship,
+    TherapySession,
+    User,
+)
+from .passwords import hash_password
+from .timeutil import today
+
+DEMO_LOGINS = [
+    ("maya", "therapist", "demo-maya-lind"),
+    ("tomas", "therapist", "demo-tomas-berg"),
+    ("ruth", "supervisor", "demo-ruth-okafor"),
+    ("admin", "admin", "demo-admin-kaptools"),
+]
+_NAMES = {
+    "maya": "Maya Lind, LMFT",
+    "tomas": "Tomas Berg, LCSW",
+    "ruth": "Dr Ruth Okafor, PsyD",
+    "admin": "Clinic administrator",
+}
+
+# An intensive retreat: preparation, baseline, four dosing sessions each followed by
+# integration, a closing integration and a follow-up assessment (12 sessions).
+INTENSIVE_PLAN: list[tuple[int, SessionKind, str]] = [
+    (-9, SessionKind.PREPARATION, "Preparation and intentions"),
+    (-8, SessionKind.ASSESSMENT, "Baseline measures"),
+    (-7, SessionKind.DOSING, "Dosing 1 (sublingual lozenge)"),
+    (-6, SessionKind.INTEGRATION, "Integration after dosing 1"),
+    (-5, SessionKind.DOSING, "Dosing 2"),
+    (-4, SessionKind.INTEGRATION, "Integration after dosing 2"),
+    (-3, SessionKind.DOSING, "Dosing 3"),
+    (-2, SessionKind.INTEGRATION, "Integration after dosing 3"),
+    (-1, SessionKind.DOSING, "Dosing 4"),
+    (0, SessionKind.INTEGRATION, "Integration after dosing 4"),
+    (1, SessionKind.INTEGRATION, "Closing integration"),
+    (14, SessionKind.ASSESSMENT, "Two-week follow-up measures"),
+]
+
+
+def load_demo() -> bool:
+    """Add the demo data to an empty database; return False if users already exist."""
+    if db.session.scalar(select(func.count(User.id))):
+        return False
+    users = {
+        username: User(username=username, display_name=_NAMES[username], role=role,
+                       password_hash=hash_password(password))
+        for username, role, password in DEMO_LOGINS
+    }
+    db.session.add_all(users.values())
+    start = today()
+    db.session.add(SupervisionRelationship(
+        supervisor=users["ruth"], supervisee=users["maya"], starts_on=start - timedelta(days=120),
+        review_mode=ReviewMode.COSIGN_AFTER_SIGNING))
+    db.session.add(SupervisionRelationship(
+        supervisor=users["ruth"], supervisee=users["tomas"], starts_on=start - timedelta(days=60),
+        review_mode=ReviewMode.APPROVE_BEFORE_SIGNING))
+
+    intensive_client = Client(therapist=users["maya"], code="KT-0142", display_name="Client A")
+    intensive = Course(client=intensive_client, title="Autumn intensive retreat",
+                       format="intensive", starts_on=start - timedelta(days=9),
+                       ends_on=start + timedelta(days=1),
+                       intentions="Loosen the grip of constant worry about work and health; "
+                                  "sleep through the night; feel safe in my body again.")
+    _add_plan(intensive, start)
+    db.session.add(intensive_client)
+
+    weekly_client = Client(therapist=users["maya"], code="KT-0157")
+    weekly = Course(client=weekly_client, title="Weekly course", format="weekly",
+                    starts_on=start - timedelta(days=21),
+                    intentions="Face social situations I have avoided for years.")
+    prev = None
+    for offset, kind in [(-21, SessionKind.PREPARATION), (-14, SessionKind.DOSING),
+                         (-7, SessionKind.INTEGRATION), (0, SessionKind.DOSING)]:
+        sess = TherapySession(course=weekly, kind=kind, session_date=start + timedelta(offset))
+        if kind == SessionKind.INTEGRATION:
+            sess.follows = prev
+        prev = sess if kind == SessionKind.DOSING else prev
+    db.session.add(weekly_client)
+
+    for code, therapist, fmt in [("KT-0163", "tomas", "biweekly"), ("KT-0171", "tomas", "weekly")]:
+        client = Client(therapist=users[therapist], code=code)
+        course = Course(client=client, title="Course 1", format=fmt,
+                        starts_on=start - timedelta(days=10),
+                        intentions="Less panic on public transport.")
+        TherapySession(course=course, kind=SessionKind.PREPARATION,
+                       session_date=start - timedelta(days=10))
+        db.session.add(client)
+    db.session.flush()
+    audit.record("demo.loaded", username="cli")
+    db.session.commit()
+    return True
+
+
+def _add_plan(course: Course, start: date) -> list[TherapySession]:
+    sessions = []
+    last_dosing = None
+    for offset, kind, summary in INTENSIVE_PLAN:
+        sess = TherapySession(course=course, kind=kind, session_date=start + timedelta(offset),
+                              summary=summary)
+        if kind == SessionKind.DOSING:
+            last_dosing = sess
+        elif kind == SessionKind.INTEGRATION:
+            sess.follows = last_dosing
+        sessions.append(sess)
+    return sessions

@@ -1,0 +1,345 @@
+"""The entities of kaptools as SQLAlchemy 2 typed models.
+
+Transaction boundaries live in services and views, never in these classes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+from .timeutil import UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    THERAPIST = "therapist"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class CourseFormat(enum.StrEnum):
+    INTENSIVE = "intensive"
+    WEEKLY = "weekly"
+    BIWEEKLY = "biweekly"
+
+
+class SessionKind(enum.StrEnum):
+    PREPARATION = "preparation"
+    DOSING = "dosing"
+    INTEGRATION = "integration"
+    ASSESSMENT = "assessment"
+
+
+class ReviewMode(enum.StrEnum):
+    APPROVE_BEFORE_SIGNING = "approve_before_signing"
+    COSIGN_AFTER_SIGNING = "cosign_after_signing"
+
+
+class NoteState(enum.StrEnum):
+    DRAFT = "draft"
+    SIGNED = "signed"
+    ENTERED_IN_ERROR = "entered_in_error"
+
+
+class ReviewStatus(enum.StrEnum):
+    SUBMITTED = "submitted"
+    RETURNED = "returned"
+    APPROVED = "approved"
+    COSIGNED = "cosigned"
+
+
+def _enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConstraint:
+    allowed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+class User(db.Model):
+    __tablename__ = "user_account"
+    __table_args__ = (_enum_check("role", Role, "ck_user_role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Set by the session loader: the raw token of the login this request belongs to.
+    session_token = None
+
+    # Flask-Login protocol ---------------------------------------------------
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str | None:
+        return self.session_token
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} ({self.role})>"
+
+
+class AuthSession(db.Model):
+    """A server-side login; the cookie only carries its random token."""
+
+    __tablename__ = "auth_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+
+class SupervisionRelationship(db.Model):
+    __tablename__ = "supervision"
+    __table_args__ = (
+        _enum_check("review_mode", ReviewMode, "ck_supervision_review_mode"),
+        CheckConstraint("supervisor_id <> supervisee_id", name="ck_supervision_not_self"),
+        CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_supervision_dates"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supervisor_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    supervisee_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    review_mode: Mapped[str] = mapped_column(String(32), default=ReviewMode.COSIGN_AFTER_SIGNING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    supervisor: Mapped[User] = relationship(foreign_keys=[supervisor_id])
+    supervisee: Mapped[User] = relationship(foreign_keys=[supervisee_id])
+
+    def is_current(self, on: date) -> bool:
+        return self.starts_on <= on and (self.ends_on is None or self.ends_on >= on)
+
+
+class Client(db.Model):
+    """A client known by a pseudonymous code; the display name is optional."""
+
+    __tablename__ = "client"
+    __table_args__ = (UniqueConstraint("therapist_id", "code", name="uq_client_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    display_name: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    therapist: Mapped[User] = relationship()
+    courses: Mapped[list[Course]] = relationship(
+        back_populates="client", order_by="Course.starts_on"
+    )
+
+
+class Course(db.Model):
+    """A course of treatment: preparation, dosing and integration."""
+
+    __tablename__ = "course"
+    __table_args__ = (
+        _enum_check("format", CourseFormat, "ck_course_format"),
+        CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ck_course_dates"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id"), index=True)
+    title: Mapped[str] = mapped_column(String(120))
+    format: Mapped[str] = mapped_column(String(16))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    intentions: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="courses")
+    sessions: Mapped[list[TherapySession]] = relationship(
+        back_populates="course",
+        order_by="(TherapySession.session_date, TherapySession.id)",
+        foreign_keys="TherapySession.course_id",
+    )
+
+
+class TherapySession(db.Model):
+    __tablename__ = "therapy_session"
+    __table_args__ = (_enum_check("kind", SessionKind, "ck_session_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    session_date: Mapped[date] = mapped_column(Date)
+    # An integration session names the dosing session it follows.
+    follows_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_session.id"))
+    summary: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    course: Mapped[Course] = relationship(back_populates="sessions", foreign_keys=[course_id])
+    follows: Mapped[TherapySession | None] = relationship(remote_side=[id])
+    notes: Mapped[list[Note]] = relationship(back_populates="session", order_by="Note.id")
+
+
+class Note(db.Model):
+    """Structured record content of one modality, written against one template version."""
+
+    __tablename__ = "note"
+    __table_args__ = (_enum_check("state", NoteState, "ck_note_state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("therapy_session.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    modality: Mapped[str] = mapped_column(String(64))
+    template_version: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default=NoteState.DRAFT)
+    # Optimistic locking: every UPDATE checks and bumps this counter.
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    error_reason: Mapped[str | None] = mapped_column(Text)
+
+    session: Mapped[TherapySession] = relationship(back_populates="notes")
+    author: Mapped[User] = relationship(foreign_keys=[author_id])
+    signed_by: Mapped[User | None] = relationship(foreign_keys=[signed_by_id])
+    addenda: Mapped[list[Addendum]] = relationship(back_populates="note", order_by="Addendum.id")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class PrivateNote(db.Model):
+    """Psychotherapy (process) notes: kept apart from the record, author only."""
+
+    __tablename__ = "private_note"
+
+    note_id: Mapped[int] = mapped_column(
+        ForeignKey("note.id", ondelete="CASCADE"), primary_key=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Addendum(db.Model):
+    __tablename__ = "addendum"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("note.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+    note: Mapped[Note] = relationship(back_populates="addenda")
+    author: Mapped[User] = relationship()
+
+
+class Signature(db.Model):
+    """A signature on a note: the author's, or a supervisor's co-signature."""
+
+    __tablename__ = "signature"
+    __table_args__ = (CheckConstraint("kind IN ('author', 'cosign')", name="ck_signature_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("note.id"), index=True)
+    signer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+    signer: Mapped[User] = relationship()
+
+
+class Review(db.Model):
+    """A note or a course summary submitted to a supervisor."""
+
+    __tablename__ = "review"
+    __table_args__ = (
+        _enum_check("status", ReviewStatus, "ck_review_status"),
+        CheckConstraint(
+            "(note_id IS NULL) <> (course_id IS NULL)", name="ck_review_one_subject"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int | None] = mapped_column(ForeignKey("note.id"), index=True)
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("course.id"), index=True)
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.SUBMITTED)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    comments: Mapped[list[ReviewComment]] = relationship(
+        back_populates="review", order_by="ReviewComment.id"
+    )
+
+
+class ReviewComment(db.Model):
+    """A supervisor's comment, anchored to one field of a note or general."""
+
+    __tablename__ = "review_comment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("review.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    field_key: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    review: Mapped[Review] = relationship(back_populates="comments")
+    author: Mapped[User] = relationship()
+
+
+class AuditEvent(db.Model):
+    """One hash-chained, append-only audit record. Never holds note text."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_action_time", "action", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(48))
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    client_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    address: Mapped[str | None] = mapped_column(String(64), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

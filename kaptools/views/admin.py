@@ -1,0 +1,127 @@
+"""Administration: user accounts and supervision relationships (no clinical content)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import audit
+from ..auth import end_all_sessions
+from ..extensions import db
+from ..forms import EndSupervisionForm, SupervisionForm, UserForm, choice_list
+from ..models import Role, SupervisionRelationship, User
+from ..passwords import hash_password
+from ..timeutil import utcnow
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _admins_only():
+    if current_user.role != Role.ADMIN:
+        abort(404)
+
+
+@bp.get("/users")
+def users():
+    """List every account."""
+    accounts = db.session.scalars(select(User).order_by(User.role, User.username))
+    return render_template("admin/users.html", users=list(accounts))
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+def new_user():
+    """Create an account with an initial password."""
+    form = UserForm()
+    if form.validate_on_submit():
+        if not form.password.data:
+            form.password.errors.append("Set an initial password.")
+        elif db.session.scalar(select(User.id).where(User.username == form.username.data)):
+            form.username.errors.append("This username is taken.")
+        else:
+            user = User(username=form.username.data, display_name=form.display_name.data,
+                        role=form.role.data, active=form.active.data,
+                        password_hash=hash_password(form.password.data))
+            db.session.add(user)
+            db.session.flush()
+            audit.record("user.created", obj=user, detail={"role": user.role})
+            db.session.commit()
+            flash(f"Account {user.username} created.", "success")
+            return redirect(url_for(".users"))
+    return render_template("admin/user_form.html", form=form, user=None)
+
+
+@bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
+def edit_user(user_id: int):
+    """Change an account's name, role, state or password."""
+    user = db.session.get(User, user_id) or abort(404)
+    form = UserForm(obj=user)
+    del form.username
+    if form.validate_on_submit():
+        if user.id == current_user.id and (not form.active.data or form.role.data != Role.ADMIN):
+            form.role.errors.append("You cannot remove your own administrator access.")
+            return render_template("admin/user_form.html", form=form, user=user)
+        revoke = (not form.active.data and user.active) or bool(form.password.data) or (
+            form.role.data != user.role)
+        user.display_name = form.display_name.data
+        user.role = form.role.data
+        user.active = form.active.data
+        if form.password.data:
+            user.password_hash = hash_password(form.password.data)
+            user.password_changed_at = utcnow()
+        if revoke:
+            end_all_sessions(user)
+        audit.record("user.updated", obj=user,
+                     detail={"role": user.role, "active": user.active,
+                             "password_reset": bool(form.password.data)})
+        db.session.commit()
+        flash(f"Account {user.username} saved.", "success")
+        return redirect(url_for(".users"))
+    return render_template("admin/user_form.html", form=form, user=user)
+
+
+def _people(role: Role | None = None) -> list:
+    query = select(User).where(User.active.is_(True), User.role != Role.ADMIN)
+    if role:
+        query = query.where(User.role == role)
+    return choice_list((u.id, f"{u.display_name} ({u.username})")
+                       for u in db.session.scalars(query.order_by(User.display_name)))
+
+
+@bp.route("/supervision", methods=["GET", "POST"])
+def supervision():
+    """List supervision relationships and add new ones."""
+    form = SupervisionForm()
+    form.supervisor_id.choices = _people(Role.SUPERVISOR)
+    form.supervisee_id.choices = _people()
+    if form.validate_on_submit():
+        rel = SupervisionRelationship(
+            supervisor_id=form.supervisor_id.data, supervisee_id=form.supervisee_id.data,
+            starts_on=form.starts_on.data, ends_on=form.ends_on.data,
+            review_mode=form.review_mode.data)
+        db.session.add(rel)
+        db.session.flush()
+        audit.record("supervision.created", obj=rel)
+        db.session.commit()
+        flash("Supervision relationship added.", "success")
+        return redirect(url_for(".supervision"))
+    relationships = db.session.scalars(
+        select(SupervisionRelationship).order_by(SupervisionRelationship.starts_on.desc()))
+    return render_template("admin/supervision.html", form=form, relationships=list(relationships),
+                           end_form=EndSupervisionForm(), today=utcnow().date())
+
+
+@bp.post("/supervision/<int:rel_id>/end")
+def end_supervision(rel_id: int):
+    """Set the last day of a supervision relationship."""
+    rel = db.session.get(SupervisionRelationship, rel_id) or abort(404)
+    form = EndSupervisionForm()
+    if form.validate_on_submit() and form.ends_on.data >= rel.starts_on:
+        rel.ends_on = form.ends_on.data
+        audit.record("supervision.ended", obj=rel)
+        db.session.commit()
+        flash("Supervision relationship ended.", "success")
+    else:
+        flash("Enter an end date on or after the start date.", "error")
+    return redirect(url_for(".supervision"))

@@ -1,0 +1,192 @@
+"""Clients, courses and therapy sessions: the scaffolding notes hang on."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import audit
+from ..extensions import db
+from ..forms import ClientForm, CourseForm, SessionForm, choice_list
+from ..models import Client, Course, SessionKind, TherapySession
+from ..web import current_scope
+
+bp = Blueprint("records", __name__)
+
+
+def _changed(action: str, obj, client: Client) -> None:
+    audit.record(action, obj=obj, client_code=client.code)
+
+
+@bp.get("/clients")
+def clients():
+    """List the clients this user may see."""
+    show_archived = request.args.get("archived") == "1"
+    scope = current_scope()
+    return render_template("clients/list.html", clients=scope.clients(show_archived),
+                           show_archived=show_archived, scope=scope)
+
+
+@bp.route("/clients/new", methods=["GET", "POST"])
+def new_client():
+    """Add a client under a pseudonymous code."""
+    form = ClientForm()
+    del form.archived
+    if form.validate_on_submit():
+        client = Client(therapist_id=current_user.id, code=form.code.data,
+                        display_name=form.display_name.data or None)
+        db.session.add(client)
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()
+            form.code.errors.append("You already have a client with this code.")
+        else:
+            _changed("client.created", client, client)
+            db.session.commit()
+            flash(f"Client {client.code} added.", "success")
+            return redirect(url_for(".client", client_id=client.id))
+    return render_template("clients/form.html", form=form, client=None)
+
+
+@bp.get("/clients/<int:client_id>")
+def client(client_id: int):
+    """Show a client with their courses and sessions."""
+    scope = current_scope()
+    found = scope.client(client_id)
+    audit.record("client.viewed", obj=found, client_code=found.code)
+    db.session.commit()
+    return render_template("clients/detail.html", client=found, can_edit=scope.owns(found))
+
+
+@bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])
+def edit_client(client_id: int):
+    """Change a client's code, display name or archive state."""
+    found = current_scope().writable_client(client_id)
+    form = ClientForm(obj=found)
+    if form.validate_on_submit():
+        found.code = form.code.data
+        found.display_name = form.display_name.data or None
+        found.archived = form.archived.data
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()
+            found = current_scope().writable_client(client_id)
+            form.code.errors.append("You already have a client with this code.")
+        else:
+            _changed("client.updated", found, found)
+            db.session.commit()
+            flash("Client saved.", "success")
+            return redirect(url_for(".client", client_id=found.id))
+    return render_template("clients/form.html", form=form, client=found)
+
+
+@bp.route("/clients/<int:client_id>/courses/new", methods=["GET", "POST"])
+def new_course(client_id: int):
+    """Open a new course of treatment for a client."""
+    found = current_scope().writable_client(client_id)
+    form = CourseForm()
+    if form.validate_on_submit():
+        course = Course(client=found)
+        form.populate_obj(course)
+        db.session.add(course)
+        db.session.flush()
+        _changed("course.created", course, found)
+        db.session.commit()
+        flash("Course added.", "success")
+        return redirect(url_for(".course", course_id=course.id))
+    return render_template("courses/form.html", form=form, client=found, course=None)
+
+
+@bp.get("/courses/<int:course_id>")
+def course(course_id: int):
+    """Show a course as its arc of sessions."""
+    scope = current_scope()
+    found = scope.course(course_id)
+    audit.record("course.viewed", obj=found, client_code=found.client.code)
+    db.session.commit()
+    return render_template("courses/detail.html", course=found,
+                           can_edit=scope.owns(found.client))
+
+
+@bp.route("/courses/<int:course_id>/edit", methods=["GET", "POST"])
+def edit_course(course_id: int):
+    """Change a course's format, dates or intentions."""
+    found = current_scope().writable_course(course_id)
+    form = CourseForm(obj=found)
+    if form.validate_on_submit():
+        form.populate_obj(found)
+        _changed("course.updated", found, found.client)
+        db.session.commit()
+        flash("Course saved.", "success")
+        return redirect(url_for(".course", course_id=found.id))
+    return render_template("courses/form.html", form=form, client=found.client, course=found)
+
+
+def _dosing_choices(course: Course, exclude: int | None = None) -> list:
+    dosing = db.session.scalars(
+        select(TherapySession)
+        .where(TherapySession.course_id == course.id, TherapySession.kind == SessionKind.DOSING)
+        .order_by(TherapySession.session_date, TherapySession.id)
+    )
+    choices = [(0, "— none —")]
+    choices += [(s.id, f"Dosing session of {s.session_date:%d %b %Y}") for s in dosing
+                if s.id != exclude]
+    return choice_list(choices)
+
+
+def _apply_session_form(form: SessionForm, target: TherapySession) -> None:
+    target.kind = form.kind.data
+    target.session_date = form.session_date.data
+    target.summary = form.summary.data or ""
+    target.follows_id = (form.follows_id.data or None) if form.kind.data == "integration" else None
+
+
+@bp.route("/courses/<int:course_id>/sessions/new", methods=["GET", "POST"])
+def new_session(course_id: int):
+    """Add a preparation, dosing, integration or assessment session to a course."""
+    found = current_scope().writable_course(course_id)
+    form = SessionForm()
+    form.follows_id.choices = _dosing_choices(found)
+    if form.validate_on_submit():
+        created = TherapySession(course=found)
+        _apply_session_form(form, created)
+        db.session.add(created)
+        db.session.flush()
+        _changed("session.created", created, found.client)
+        db.session.commit()
+        flash("Session added.", "success")
+        return redirect(url_for(".therapy_session", session_id=created.id))
+    return render_template("sessions/form.html", form=form, course=found, therapy_session=None)
+
+
+@bp.get("/sessions/<int:session_id>")
+def therapy_session(session_id: int):
+    """Show a therapy session and its notes."""
+    scope = current_scope()
+    found = scope.therapy_session(session_id)
+    audit.record("session.viewed", obj=found, client_code=found.course.client.code)
+    db.session.commit()
+    return render_template("sessions/detail.html", therapy_session=found,
+                           can_edit=scope.owns(found.course.client))
+
+
+@bp.route("/sessions/<int:session_id>/edit", methods=["GET", "POST"])
+def edit_session(session_id: int):
+    """Change a session's kind, date or the dosing session it follows."""
+    found = current_scope().writable_session(session_id)
+    form = SessionForm(obj=found)
+    form.follows_id.choices = _dosing_choices(found.course, exclude=found.id)
+    if request.method == "GET":
+        form.follows_id.data = found.follows_id or 0
+    if form.validate_on_submit():
+        _apply_session_form(form, found)
+        _changed("session.updated", found, found.course.client)
+        db.session.commit()
+        flash("Session saved.", "success")
+        return redirect(url_for(".therapy_session", session_id=found.id))
+    return render_template("sessions/form.html", form=form, course=found.course,
+                           therapy_session=found)

@@ -1,0 +1,45 @@
+"""Small builders for synthetic test records."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from kaptools.extensions import db
+from kaptools.models import Client, Course, SupervisionRelationship, TherapySession, User
+
+__all__ = ["User", "user", "client_with_course", "supervise", "PASSWORD"]
+from kaptools.passwords import hash_password
+
+PASSWORD = "correct horse battery"
+
+
+def user(username: str, role: str = "therapist", password: str = PASSWORD,
+         active: bool = True) -> User:
+    found = User(username=username, display_name=username.title(), role=role,
+                 password_hash=hash_password(password), active=active)
+    db.session.add(found)
+    db.session.commit()
+    return found
+
+
+def client_with_course(therapist: User, code: str = "KT-0001") -> dict[str, int]:
+    """A client, an intensive course, a dosing and an integration session; their ids."""
+    client = Client(therapist=therapist, code=code)
+    course = Course(client=client, title="Intensive", format="intensive",
+                    starts_on=date(2026, 11, 1), intentions="Sleep better.")
+    dosing = TherapySession(course=course, kind="dosing", session_date=date(2026, 11, 2))
+    integration = TherapySession(course=course, kind="integration",
+                                 session_date=date(2026, 11, 3), follows=dosing)
+    db.session.add(client)
+    db.session.commit()
+    return {"client": client.id, "course": course.id, "dosing": dosing.id,
+            "integration": integration.id}
+
+
+def supervise(supervisor: User, supervisee: User, starts: date, ends: date | None = None,
+              mode: str = "cosign_after_signing") -> SupervisionRelationship:
+    rel = SupervisionRelationship(supervisor=supervisor, supervisee=supervisee, starts_on=starts,
+                                  ends_on=ends, review_mode=mode)
+    db.session.add(rel)
+    db.session.commit()
+    return rel

@@ -1,0 +1,103 @@
+"""The kaptools command: database, accounts and demo data."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from kaptools.extensions import db
+from kaptools.models import Client, Course, SupervisionRelationship, TherapySession, User
+from tests.conftest import close_app, make_app
+
+
+def _fresh_app(databases, tmp_path):
+    return make_app(databases.new_url(), tmp_path / "instance")
+
+
+def test_demo_loads_once_and_prints_logins(databases, tmp_path):
+    app = _fresh_app(databases, tmp_path)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["demo", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    assert "maya" in result.output and "demo-maya-lind" in result.output
+    with app.app_context():
+        roles = sorted(db.session.scalars(select(User.role)))
+        assert roles.count("therapist") >= 2 and "supervisor" in roles and "admin" in roles
+        assert db.session.scalar(select(func.count(Client.id))) >= 3
+        intensive = db.session.scalar(select(Course).where(Course.format == "intensive"))
+        kinds = [s.kind for s in intensive.sessions]
+        assert len(kinds) == 12 and kinds.count("dosing") == 4
+        integrations = [s for s in intensive.sessions if s.kind == "integration"]
+        assert all(s.follows is not None and s.follows.kind == "dosing" for s in integrations)
+        assert db.session.scalar(select(func.count(SupervisionRelationship.id))) == 2
+        count = db.session.scalar(select(func.count(TherapySession.id)))
+    again = runner.invoke(args=["demo", "--no-serve"])
+    assert "already present" in again.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count(TherapySession.id))) == count
+    close_app(app)
+
+
+def test_demo_login_works(databases, tmp_path):
+    app = _fresh_app(databases, tmp_path)
+    app.test_cli_runner().invoke(args=["demo", "--no-serve"])
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    from tests.conftest import csrf_from
+
+    resp = client.post("/login", data={"csrf_token": csrf_from(page), "username": "maya",
+                                       "password": "demo-maya-lind"})
+    assert resp.status_code == 302
+    assert "KT-0142" in client.get("/").get_data(as_text=True)
+    close_app(app)
+
+
+def test_create_user_hashes_and_refuses_duplicates(databases, tmp_path):
+    app = _fresh_app(databases, tmp_path)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["init-db"]).exit_code == 0
+    args = ["create-user", "Lena", "--name", "Lena Park", "--role", "supervisor",
+            "--password", "a long enough password"]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "lena"))
+        assert user.role == "supervisor" and user.password_hash.startswith("$argon2id$")
+    again = runner.invoke(args=args)
+    assert again.exit_code != 0 and "already exists" in again.output
+    short = runner.invoke(args=["create-user", "x1", "--name", "X", "--password", "short"])
+    assert short.exit_code != 0 and "12 characters" in short.output
+    close_app(app)
+
+
+def test_secret_key_is_generated_into_the_instance_folder(tmp_path, databases):
+    from kaptools import create_app
+
+    instance = tmp_path / "inst"
+    app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": databases.new_url()})
+    key_file = instance / "secret_key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert app.config["SECRET_KEY"] == key_file.read_text().strip()
+    again = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": databases.new_url()})
+    assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]
+
+
+def test_database_url_comes_from_the_environment(monkeypatch, tmp_path):
+    from kaptools import create_app
+
+    monkeypatch.setenv("KAPTOOLS_DATABASE_URL", "postgresql://someone@db.internal/kap")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://someone@db.internal/kap"
+
+
+def test_default_database_is_sqlite_in_the_instance_folder(monkeypatch, tmp_path):
+    from kaptools import create_app
+
+    monkeypatch.delenv("KAPTOOLS_DATABASE_URL", raising=False)
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path}/kaptools.sqlite3"
+    with app.app_context():
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    close_app(app)

@@ -1,0 +1,117 @@
+"""A therapist manages clients, courses and sessions through plain form posts."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from kaptools.extensions import db
+from kaptools.models import AuditEvent, Client, Course, TherapySession
+from tests import factories
+
+
+@pytest.fixture
+def signed_in(app, browser):
+    with app.app_context():
+        factories.user("maya")
+    browser.login("maya", factories.PASSWORD)
+    return browser
+
+
+def test_client_course_and_sessions_end_to_end(app, signed_in):
+    b = signed_in
+    b.get("/clients/new")
+    resp = b.post("/clients/new", {"code": "KT-0201", "display_name": "J."})
+    assert resp.status_code == 302
+    with app.app_context():
+        client_id = db.session.scalar(select(Client.id).where(Client.code == "KT-0201"))
+    b.get(f"/clients/{client_id}/courses/new")
+    resp = b.post(f"/clients/{client_id}/courses/new", {
+        "title": "Winter intensive", "format": "intensive", "starts_on": "2026-12-01",
+        "ends_on": "2026-12-08", "intentions": "Rest; trust my body."})
+    assert resp.status_code == 302
+    course_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    resp = b.post(f"/courses/{course_id}/sessions/new",
+                  {"kind": "dosing", "session_date": "2026-12-02", "follows_id": "0"})
+    assert resp.status_code == 302
+    dosing_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    resp = b.post(f"/courses/{course_id}/sessions/new",
+                  {"kind": "integration", "session_date": "2026-12-03",
+                   "follows_id": str(dosing_id), "summary": "First integration"})
+    assert resp.status_code == 302
+    page = b.get(f"/courses/{course_id}").get_data(as_text=True)
+    assert "Dosing (medicine session)" in page and "First integration" in page
+    with app.app_context():
+        integration = db.session.scalar(
+            select(TherapySession).where(TherapySession.kind == "integration"))
+        assert integration.follows_id == dosing_id
+        course = db.session.get(Course, course_id)
+        assert course.format == "intensive" and course.intentions == "Rest; trust my body."
+        actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert {"client.created", "course.created", "session.created"} <= actions
+
+
+def test_integration_without_dosing_gets_a_message_and_keeps_input(app, signed_in):
+    with app.app_context():
+        ids = factories.client_with_course(db.session.scalar(select(factories.User)))
+    url = f"/courses/{ids['course']}/sessions/new"
+    signed_in.get(url)
+    resp = signed_in.post(url, {"kind": "integration", "session_date": "2026-12-03",
+                                "follows_id": "0", "summary": "Keep this text"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "Choose the dosing session this integration follows." in page
+    assert 'value="Keep this text"' in page and 'value="2026-12-03"' in page
+
+
+@pytest.mark.parametrize("code, message", [
+    ("", "This field is required."),
+    ("K", "Field must be between 2 and 32 characters long."),
+    ("KT 01", "Use letters, digits, dashes or underscores"),
+    ("KT-\u202e01", "Use letters, digits, dashes or underscores"),
+])
+def test_bad_client_codes_are_explained(signed_in, code, message):
+    signed_in.get("/clients/new")
+    resp = signed_in.post("/clients/new", {"code": code, "display_name": "Kept name"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert message in page
+    assert 'value="Kept name"' in page
+
+
+def test_display_name_rejects_nul_and_bidi(signed_in):
+    signed_in.get("/clients/new")
+    for bad in ("A\x00B", "Ann\u202eA"):
+        resp = signed_in.post("/clients/new", {"code": "KT-5", "display_name": bad})
+        assert resp.status_code == 200
+        assert "display_name-error" in resp.get_data(as_text=True)
+
+
+def test_duplicate_code_is_explained(app, signed_in):
+    signed_in.get("/clients/new")
+    signed_in.post("/clients/new", {"code": "KT-7"})
+    resp = signed_in.post("/clients/new", {"code": "KT-7"})
+    assert "You already have a client with this code." in resp.get_data(as_text=True)
+
+
+def test_course_end_before_start_is_refused(app, signed_in):
+    with app.app_context():
+        ids = factories.client_with_course(db.session.scalar(select(factories.User)))
+    url = f"/clients/{ids['client']}/courses/new"
+    signed_in.get(url)
+    resp = signed_in.post(url, {"title": "T", "format": "weekly", "starts_on": "2026-12-05",
+                                "ends_on": "2026-12-01"})
+    assert "The last day cannot come before the first day." in resp.get_data(as_text=True)
+
+
+def test_audit_log_never_holds_free_text(app, signed_in):
+    signed_in.get("/clients/new")
+    signed_in.post("/clients/new", {"code": "KT-8"})
+    with app.app_context():
+        cid = db.session.scalar(select(Client.id))
+    signed_in.post(f"/clients/{cid}/courses/new", {
+        "title": "Course", "format": "weekly", "starts_on": "2026-12-01",
+        "intentions": "secret intention words"})
+    with app.app_context():
+        for event in db.session.scalars(select(AuditEvent)):
+            assert "secret intention words" not in repr(event.detail)
