@@ -27,9 +27,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     load_config(app, test_config)
 
-    from . import database, security, web
+    from . import database, modality, security, web
 
     database.init_app(app)
+    modality.init_app(app)
     security.init_app(app)
     web.init_app(app)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
@@ -25,6 +27,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_user_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(serve_command)
+    app.cli.add_command(modalities_group)
 
 
 def upgrade_database() -> None:
@@ -104,3 +107,41 @@ def _serve(app: Flask, host: str, port: int) -> None:
 
     click.echo(f"\nkaptools is running: open http://{host}:{port}/  (Ctrl+C stops it)\n")
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+@click.group("modalities")
+def modalities_group() -> None:
+    """Check and list note templates."""
+
+
+@modalities_group.command("check")
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+def modalities_check(path: Path | None) -> None:
+    """Validate the templates in PATH (default: the built-in and clinic templates)."""
+    from .modality.registry import builtin_dir, load_registry
+
+    if path is None:
+        app = current_app if current_app else None
+        extra = None
+        if app:
+            extra = Path(app.instance_path) / "modalities"
+        reg = load_registry(builtin_dir(), extra)
+    else:
+        reg = load_registry(path) if (path / "_shared.toml").exists() else \
+            load_registry(builtin_dir(), path)
+    for problem in reg.problems:
+        click.echo(f"{problem.file}: {problem.path}: {problem.message}", err=True)
+    for template in sorted(reg.templates.values(), key=lambda t: (t.slug, t.version)):
+        click.echo(f"ok  {template.slug} v{template.version}  {template.title}")
+    if reg.problems:
+        raise click.exceptions.Exit(1)
+
+
+@modalities_group.command("list")
+@with_appcontext
+def modalities_list() -> None:
+    """List the loaded templates, newest version of each."""
+    from .modality import get_registry
+
+    for template in get_registry().current():
+        click.echo(f"{template.slug:<28} v{template.version}  {template.title}")

@@ -1,0 +1,343 @@
+"""Answers: validation beyond single fields, normalisation, round-trips and scores.
+
+Answers are JSON keyed by field key: ints as ints, decimals as floats rounded to
+the field's places, dates ISO, times HH:MM, yes/no as booleans, choices as their
+values, repeating groups as lists of items that each carry a stable ``item_id``.
+Empty answers are left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from .forms import ITEM_ID_RE, NoteForm, form_class, new_item_id
+from .schema import Field, Score, Template
+
+Answers = dict[str, Any]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _normalise(f: Field, data: Any) -> Any:
+    if data is None:
+        return None
+    if f.type in ("text", "longtext"):
+        text = data.replace("\r\n", "\n").replace("\r", "\n").strip()
+        return text or None
+    if f.type == "decimal":
+        quantum = decimal.Decimal(1).scaleb(-f.places)
+        return float(data.quantize(quantum, rounding=decimal.ROUND_HALF_EVEN))
+    if f.type == "yesno":
+        return data == "yes"
+    if f.type == "date":
+        return data.isoformat()
+    if f.type == "time":
+        return data.strftime("%H:%M")
+    if f.type == "multichoice":
+        chosen = set(data or ())
+        return [c.value for c in f.choices if c.value in chosen] or None
+    return data
+
+
+# ---------------------------------------------------------------------------
+# Collecting answers from a validated form.
+
+
+def _collect_level(fields: tuple[Field, ...], form: Any) -> Answers:
+    values: Answers = {}
+    for f in fields:
+        wt = form[f.key]
+        if f.type == "group":
+            items = []
+            for entry in wt.entries:
+                sub = entry.form
+                item = _collect_level(f.fields, sub)
+                if not item:
+                    continue  # a blank row (e.g. the spare row shown without JavaScript)
+                item_id = sub.item_id.data if ITEM_ID_RE.match(sub.item_id.data or "") else None
+                if item_id is None:
+                    item_id = new_item_id()
+                    sub.item_id.data = item_id
+                items.append({"item_id": item_id, **item})
+            if items:
+                values[f.key] = items
+        else:
+            value = _normalise(f, wt.data)
+            if not _empty(value):
+                values[f.key] = value
+    # Answers to fields that are not shown do not apply and are not kept.
+    return {k: val for k, val in values.items() if _visible(fields, k, values)}
+
+
+def _visible(fields: tuple[Field, ...], key: str, values: Answers) -> bool:
+    f = next(x for x in fields if x.key == key)
+    return f.show_if is None or f.show_if.holds(values)
+
+
+def collect(form: NoteForm) -> tuple[Answers, Answers]:
+    """Split the form's answers into record content and private (author-only) content."""
+    every = _collect_level(form.template.fields, form)
+    private_keys = {f.key for f in form.template.fields if f.audience == "private"}
+    record = {k: val for k, val in every.items() if k not in private_keys}
+    private = {k: val for k, val in every.items() if k in private_keys}
+    return record, private
+
+
+# ---------------------------------------------------------------------------
+# Validation across fields: required-when-visible, counts, references.
+
+
+def validate_note(form: NoteForm) -> bool:
+    """Run field validation, then the template's cross-field rules. True when clean."""
+    form.group_errors = {}
+    form.validate()
+    answers = _collect_level(form.template.fields, form)
+    _check_level(form, form.template.fields, form, answers, answers)
+    return not has_errors(form)
+
+
+def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: Answers,
+                 top: Answers, enclosing: Answers | None = None) -> None:
+    scope = {**(enclosing or {}), **values}
+    for f in fields:
+        wt = form[f.key]
+        visible = f.show_if is None or f.show_if.holds(values)
+        if not visible:
+            _clear_errors(wt)
+            continue
+        if f.type == "group":
+            items = values.get(f.key, [])
+            count = len(items)
+            problems = []
+            if f.required and count == 0:
+                problems.append(f"Add at least one {f.item_label.lower()}.")
+            if count < f.min_items:
+                problems.append(f"Add at least {f.min_items} ({count} so far).")
+            if count > f.max_items:
+                problems.append(f"At most {f.max_items} are allowed; remove "
+                                f"{count - f.max_items}.")
+            if problems:
+                root.group_errors.setdefault(wt.name, []).extend(problems)
+            filled = [e for e in wt.entries if _collect_level(f.fields, e.form)]
+            for entry, item in zip(filled, items, strict=False):
+                _check_level(root, f.fields, entry.form, item, top, scope)
+            continue
+        answered = f.key in values
+        if f.required and not answered and not wt.errors:
+            wt.errors = list(wt.errors) + ["Please answer this."]
+        if f.type == "ref" and answered:
+            targets = _group_ids(scope.get(f.group)) | _group_ids(top.get(f.group))
+            if values[f.key] not in targets:
+                wt.errors = list(wt.errors) + ["Choose one of the items listed (it may have "
+                                               "been removed)."]
+        if f.type == "multichoice" and f.max_selected and len(values.get(f.key, [])) > \
+                f.max_selected:
+            wt.errors = list(wt.errors) + [f"Choose at most {f.max_selected}."]
+
+
+def _group_ids(items: Any) -> set[str]:
+    if not isinstance(items, list):
+        return set()
+    return {item.get("item_id") for item in items if isinstance(item, dict)}
+
+
+def _clear_errors(wt: Any) -> None:
+    if hasattr(wt, "entries"):
+        for entry in wt.entries:
+            for sub in entry.form:
+                _clear_errors(sub)
+    else:
+        wt.errors = []
+
+
+def has_errors(form: Any) -> bool:
+    if getattr(form, "group_errors", None):
+        return True
+    return bool(list(iter_errors(form)))
+
+
+def iter_errors(form: Any, prefix: str = ""):
+    """Yield (path, message) for every error in a (nested) note form."""
+    for name, messages in (getattr(form, "group_errors", None) or {}).items():
+        for message in messages:
+            yield name, message
+    for wt in form:
+        if wt.name in ("item_id",) or wt.short_name == "item_id":
+            continue
+        if hasattr(wt, "entries"):
+            for i, entry in enumerate(wt.entries):
+                for path, message in iter_errors(entry.form, f"{prefix}{wt.short_name}[{i}]."):
+                    yield path, message
+        else:
+            for message in wt.errors if isinstance(wt.errors, list) else []:
+                if isinstance(message, str):
+                    yield f"{prefix}{wt.short_name}", message
+
+
+# ---------------------------------------------------------------------------
+# Answers back to form data (to fill the editor, and to prove round-trips).
+
+
+def _format(f: Field, value: Any) -> str:
+    if f.type == "yesno":
+        return "yes" if value else "no"
+    if f.type == "decimal" and isinstance(value, int | float):
+        return f"{value:.{f.places}f}"
+    return str(value)
+
+
+def _formdata_level(fields: tuple[Field, ...], answers: Answers, prefix: str,
+                    out: MultiDict) -> None:
+    for f in fields:
+        if f.key not in answers:
+            continue
+        value = answers[f.key]
+        name = prefix + f.key
+        if f.type == "group":
+            for i, item in enumerate(value if isinstance(value, list) else []):
+                if not isinstance(item, dict):
+                    continue
+                item_prefix = f"{name}-{i}-"
+                out.add(item_prefix + "item_id", str(item.get("item_id", "")))
+                _formdata_level(f.fields, item, item_prefix, out)
+        elif f.type == "multichoice" and isinstance(value, list):
+            for choice in value:
+                out.add(name, str(choice))
+        else:
+            out.add(name, _format(f, value))
+
+
+def answers_to_formdata(template: Template, answers: Answers) -> MultiDict:
+    out: MultiDict = MultiDict()
+    _formdata_level(template.fields, answers, "", out)
+    return out
+
+
+def build_form(template: Template, formdata: MultiDict | None = None,
+               answers: Answers | None = None) -> NoteForm:
+    """A form for this template, from posted data or from stored answers."""
+    if formdata is None:
+        formdata = answers_to_formdata(template, answers or {})
+    form = form_class(template)(formdata=formdata)
+    form.group_errors = {}
+    set_ref_choices(form)
+    return form
+
+
+def set_ref_choices(form: NoteForm) -> None:
+    """Offer each reference field the items of its group, by their titles."""
+    template = form.template
+    top_groups = {f.key: f for f in template.fields if f.type == "group"}
+
+    def titles(group: Field, wt_group) -> list:
+        from wtforms import SelectChoice
+
+        out = [SelectChoice("", "— choose —")]
+        for i, entry in enumerate(wt_group.entries):
+            item_id = entry.form.item_id.data
+            if not item_id:
+                continue
+            title = entry.form[group.item_title].data if group.item_title else None
+            out.append(SelectChoice(item_id, str(title or f"{group.item_label} {i + 1}")))
+        return out
+
+    def walk(fields, wt_form, groups):
+        here = dict(groups)
+        here.update({f.key: (f, wt_form[f.key]) for f in fields if f.type == "group"})
+        for f in fields:
+            if f.type == "ref" and f.group in here:
+                wt_form[f.key].choices = titles(*here[f.group])
+            elif f.type == "group":
+                for entry in wt_form[f.key].entries:
+                    walk(f.fields, entry.form, here)
+
+    walk(template.fields, form, {k: (g, form[k]) for k, g in top_groups.items()})
+
+
+def add_blank_rows(form: NoteForm) -> None:
+    """Append one empty row to every group below its maximum (for editing without JS)."""
+
+    def walk(fields, wt_form):
+        for f in fields:
+            if f.type != "group":
+                continue
+            wt = wt_form[f.key]
+            for entry in wt.entries:
+                walk(f.fields, entry.form)
+            if len(wt.entries) < f.max_items:
+                wt.append_entry()
+                walk(f.fields, wt.entries[-1].form)
+
+    walk(form.template.fields, form)
+    set_ref_choices(form)
+
+
+def validate_answers(template: Template, answers: Answers) -> list[tuple[str, str]]:
+    """Check stored or sample answers against a template; list (path, message)."""
+    form = build_form(template, answers=answers)
+    validate_note(form)
+    return list(iter_errors(form))
+
+
+def round_trip(template: Template, answers: Answers) -> Answers:
+    """answers → form data → form → answers (with private content merged back)."""
+    form = build_form(template, answers=answers)
+    if not validate_note(form):
+        raise ValueError(list(iter_errors(form)))
+    record, private = collect(form)
+    return {**record, **private}
+
+
+# ---------------------------------------------------------------------------
+# Computed scores: always derived from answers, never typed.
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    key: str
+    label: str
+    total: int | None
+    max_total: int
+    answered: int
+    items: int
+    band: str | None
+    flags: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.total is not None
+
+
+def compute_scores(template: Template, answers: Answers) -> list[ScoreResult]:
+    return [_score(score, answers) for score in template.scores]
+
+
+def _score(score: Score, answers: Answers) -> ScoreResult:
+    values = [answers.get(k) for k in score.items]
+    given = [val for val in values if isinstance(val, int) and not isinstance(val, bool)]
+    total = sum(given) if len(given) == len(values) else None
+    band = None
+    if total is not None:
+        band = next((b.label for b in score.bands if b.min <= total <= b.max), None)
+    flags = []
+    for flag in score.flags:
+        val = answers.get(flag.field)
+        if flag.op == "gt" and isinstance(val, int | float) and val > flag.value or \
+                flag.op == "equals" and val == flag.value:
+            flags.append(flag.label)
+    return ScoreResult(score.key, score.label, total, score.max_total, len(given),
+                       len(values), band, tuple(flags))
+
+
+def as_date(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
