@@ -92,11 +92,14 @@ def _check_samples(reg: Registry) -> None:
     """A template's sample answers must pass its own validation."""
     from .answers import validate_answers
 
-    for key, template in list(reg.templates.items()):
+    for template in list(reg.templates.values()):
         if not template.sample:
             continue
-        for path, message in validate_answers(template, template.sample):
+        problems = validate_answers(template, template.sample)
+        for path, message in problems:
             reg.problems.append(TemplateProblem(template.source, f"sample.{path}", message))
+        if problems:
+            del reg.templates[(template.slug, template.version)]
 
 
 def builtin_dir() -> Path:
