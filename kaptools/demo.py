@@ -75,8 +75,10 @@ def load_demo() -> bool:
                        ends_on=start + timedelta(days=1),
                        intentions="Loosen the grip of constant worry about work and health; "
                                   "sleep through the night; feel safe in my body again.")
-    _add_plan(intensive, start)
+    plan = _add_plan(intensive, start)
     db.session.add(intensive_client)
+    db.session.flush()
+    _add_intensive_notes(plan, users["maya"])
 
     weekly_client = Client(therapist=users["maya"], code="KT-0157")
     weekly = Course(client=weekly_client, title="Weekly course", format="weekly",
@@ -103,6 +105,68 @@ def load_demo() -> bool:
     audit.record("demo.loaded", username="cli")
     db.session.commit()
     return True
+
+
+# Outcome measures across the course: baseline, after dosing 2 and at follow-up.
+_GAD7 = {"baseline": [2, 3, 3, 2, 2, 2, 2], "mid": [2, 2, 2, 1, 1, 1, 1],
+         "follow_up": [1, 1, 1, 1, 0, 1, 0]}
+_PHQ9 = {"baseline": [2, 2, 2, 2, 1, 2, 1, 1, 0], "mid": [1, 1, 2, 1, 1, 1, 1, 0, 0],
+         "follow_up": [1, 0, 1, 1, 0, 0, 1, 0, 0]}
+# Which modality each integration session used, after the integration note itself.
+_INTEGRATION_MODALITIES = ["cbt-thought-record", "emdr-target-set", "ifs-parts-map",
+                           "art-script", "cbt-behavioural-experiment"]
+
+
+def _measures(kind: str, stage: str) -> dict:
+    items = _GAD7[stage] if kind == "gad-7" else _PHQ9[stage]
+    answers = {f"q{i + 1}": value for i, value in enumerate(items)}
+    answers["difficulty"] = "very_difficult" if stage == "baseline" else "somewhat_difficult"
+    return answers
+
+
+def _add_intensive_notes(plan: list[TherapySession], therapist: User) -> None:
+    """Fill the intensive course with signed notes of every modality (the last draft)."""
+    from . import notes
+    from .modality import get_registry
+
+    registry = get_registry()
+
+    def add(sess: TherapySession, slug: str, answers: dict | None = None, sign: bool = True):
+        template = registry.latest(slug)
+        if template is None:
+            return None
+        record = dict(answers if answers is not None else template.sample)
+        private_keys = {f.key for f in template.fields if f.audience == "private"}
+        private = {k: record.pop(k) for k in list(record) if k in private_keys}
+        note = notes.create_note(sess, therapist, template, record, private)
+        if sign:
+            notes.sign(note, therapist)
+        return note
+
+    dosing_number = 0
+    integration_number = 0
+    for sess in plan:
+        if sess.kind == SessionKind.PREPARATION:
+            add(sess, "cbt-exposure-ladder")
+        elif sess.kind == SessionKind.ASSESSMENT:
+            stage = "baseline" if sess is plan[1] else "follow_up"
+            add(sess, "gad-7", _measures("gad-7", stage))
+            add(sess, "phq-9", _measures("phq-9", stage))
+        elif sess.kind == SessionKind.DOSING:
+            dosing_number += 1
+            sample = dict(registry.latest("kap-dosing").sample)
+            sample["session_number"] = dosing_number
+            sample["dose"] = 200.0 + 50.0 * (dosing_number - 1)
+            add(sess, "kap-dosing", sample)
+        elif sess.kind == SessionKind.INTEGRATION:
+            last = sess is plan[-2]
+            add(sess, "integration-session", sign=not last)
+            if integration_number < len(_INTEGRATION_MODALITIES):
+                add(sess, _INTEGRATION_MODALITIES[integration_number], sign=not last)
+            if integration_number == 1:
+                add(sess, "gad-7", _measures("gad-7", "mid"))
+                add(sess, "phq-9", _measures("phq-9", "mid"))
+            integration_number += 1
 
 
 def _add_plan(course: Course, start: date) -> list[TherapySession]:

@@ -33,20 +33,29 @@ def current_scope() -> Scope:
 
 
 def init_app(app: Flask) -> None:
-    from .views import admin, auth, main, records
+    from .views import admin, auth, main, notes, records
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(notes.bp)
 
+    from .markdown_render import render_markdown
+    from .modality import get_registry
+    from .modality.answers import display_value, ref_titles
+
+    app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.globals.update(
+        display_value=display_value,
+        ref_titles=ref_titles,
         FORMAT_LABELS=FORMAT_LABELS,
         KIND_LABELS=KIND_LABELS,
         ROLE_LABELS=ROLE_LABELS,
         REVIEW_MODE_LABELS=REVIEW_MODE_LABELS,
         clinic_name=lambda: app.config["CLINIC_NAME"],
     )
+    app.context_processor(lambda: {"registry": get_registry()})
     app.before_request(_require_login)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)

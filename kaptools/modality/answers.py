@@ -94,17 +94,22 @@ def collect(form: NoteForm) -> tuple[Answers, Answers]:
 # Validation across fields: required-when-visible, counts, references.
 
 
-def validate_note(form: NoteForm) -> bool:
-    """Run field validation, then the template's cross-field rules. True when clean."""
+def validate_note(form: NoteForm, complete: bool = True) -> bool:
+    """Run field validation, then the template's cross-field rules. True when clean.
+
+    ``complete=False`` (saving a draft) skips the checks for missing answers and
+    too few rows; everything typed must still be valid.
+    """
     form.group_errors = {}
     form.validate()
     answers = _collect_level(form.template.fields, form)
-    _check_level(form, form.template.fields, form, answers, answers)
+    _check_level(form, form.template.fields, form, answers, answers, complete=complete)
     return not has_errors(form)
 
 
 def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: Answers,
-                 top: Answers, enclosing: Answers | None = None) -> None:
+                 top: Answers, enclosing: Answers | None = None,
+                 complete: bool = True) -> None:
     scope = {**(enclosing or {}), **values}
     for f in fields:
         wt = form[f.key]
@@ -116,9 +121,9 @@ def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: A
             items = values.get(f.key, [])
             count = len(items)
             problems = []
-            if f.required and count == 0:
+            if complete and f.required and count == 0:
                 problems.append(f"Add at least one {f.item_label.lower()}.")
-            if count < f.min_items:
+            if complete and count < f.min_items:
                 problems.append(f"Add at least {f.min_items} ({count} so far).")
             if count > f.max_items:
                 problems.append(f"At most {f.max_items} are allowed; remove "
@@ -127,10 +132,10 @@ def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: A
                 root.group_errors.setdefault(wt.name, []).extend(problems)
             filled = [e for e in wt.entries if _collect_level(f.fields, e.form)]
             for entry, item in zip(filled, items, strict=False):
-                _check_level(root, f.fields, entry.form, item, top, scope)
+                _check_level(root, f.fields, entry.form, item, top, scope, complete)
             continue
         answered = f.key in values
-        if f.required and not answered and not wt.errors:
+        if complete and f.required and not answered and not wt.errors:
             wt.errors = list(wt.errors) + ["Please answer this."]
         if f.type == "ref" and answered:
             targets = _group_ids(scope.get(f.group)) | _group_ids(top.get(f.group))
@@ -341,3 +346,53 @@ def as_date(value: Any) -> dt.date | None:
         return dt.date.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------------
+# Display helpers for read-only views and print.
+
+
+def ref_titles(template: Template, answers: Answers) -> dict[str, str]:
+    """item_id → a readable title, for every item of every group."""
+    titles: dict[str, str] = {}
+
+    def walk(fields: tuple[Field, ...], values: Answers) -> None:
+        for f in fields:
+            if f.type != "group":
+                continue
+            for i, item in enumerate(values.get(f.key) or []):
+                if not isinstance(item, dict):
+                    continue
+                title = item.get(f.item_title) if f.item_title else None
+                titles[str(item.get("item_id"))] = str(title or f"{f.item_label} {i + 1}")
+                walk(f.fields, item)
+
+    walk(template.fields, answers)
+    return titles
+
+
+def display_value(f: Field, value: Any, refs: dict[str, str] | None = None) -> str:
+    """A plain-text rendering of one stored answer (not for groups or long text)."""
+    if value is None or value == "" or value == []:
+        return ""
+    if f.type == "scale" and f.scale:
+        anchor = dict(f.scale.anchors).get(value)
+        return f"{value} / {f.scale.max}" + (f" · {anchor}" if anchor else "")
+    if f.type == "percent":
+        return f"{value} %"
+    if f.type == "yesno":
+        return "Yes" if value else "No"
+    if f.type == "choice":
+        return f.choice_label(value)
+    if f.type == "multichoice":
+        return ", ".join(f.choice_label(v) for v in value)
+    if f.type == "ref":
+        return (refs or {}).get(value, "(removed item)")
+    if f.type == "date":
+        parsed = as_date(value)
+        return parsed.strftime("%d %b %Y") if parsed else str(value)
+    if f.type == "decimal":
+        return f"{value:g}" + (f" {f.unit}" if f.unit else "")
+    if f.type in ("integer", "duration"):
+        return f"{value}" + (f" {f.unit}" if f.unit else "")
+    return str(value)

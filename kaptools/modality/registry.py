@@ -90,7 +90,7 @@ def _load_folder(folder: Path, reg: Registry) -> None:
 
 def _check_samples(reg: Registry) -> None:
     """A template's sample answers must pass its own validation."""
-    from .answers import validate_answers
+    from .answers import round_trip, validate_answers
 
     for template in list(reg.templates.values()):
         if not template.sample:
@@ -98,6 +98,10 @@ def _check_samples(reg: Registry) -> None:
         problems = validate_answers(template, template.sample)
         for path, message in problems:
             reg.problems.append(TemplateProblem(template.source, f"sample.{path}", message))
+        if not problems and round_trip(template, template.sample) != template.sample:
+            problems = [("(all)", "is not in normal form (e.g. choices out of list order, "
+                                  "empty answers, or text with surrounding spaces)")]
+            reg.problems.append(TemplateProblem(template.source, "sample", problems[0][1]))
         if problems:
             del reg.templates[(template.slug, template.version)]
 
