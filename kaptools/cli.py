@@ -134,6 +134,9 @@ def modalities_check(path: Path | None) -> None:
     for template in sorted(reg.templates.values(), key=lambda t: (t.slug, t.version)):
         click.echo(f"ok  {template.slug} v{template.version}  {template.title}")
     if reg.problems:
+        files = len({p.file for p in reg.problems})
+        click.echo(f"{len(reg.problems)} problem(s) in {files} file(s); those templates are "
+                   "not loaded.", err=True)
         raise click.exceptions.Exit(1)
 
 

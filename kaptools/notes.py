@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from . import audit
 from .extensions import db
-from .models import Addendum, Note, NoteState, PrivateNote, Signature, TherapySession, User
 from .modality.schema import Template
+from .models import Addendum, Note, NoteState, PrivateNote, Signature, TherapySession, User
 from .timeutil import utcnow
 
 
@@ -78,14 +78,13 @@ def save_answers(note: Note, author: User, record: dict[str, Any], private: dict
         raise NoteLocked()
     if expected_version is not None and expected_version != note.version:
         raise NoteConflict(note)
-    note.answers = record
     row = db.session.get(PrivateNote, note.id)
     if row is None and private:
         db.session.add(PrivateNote(note_id=note.id, author_id=author.id, answers=private))
     elif row is not None:
         row.answers = private
-    note.updated_at = utcnow()
-    db.session.flush()  # the version counter check happens here
+    note.answers = record
+    db.session.flush()  # one UPDATE; the version counter is checked and bumped here
     audit.record("note.saved", obj=note, client_code=note.session.course.client.code)
 
 

@@ -31,9 +31,17 @@ def client_with_course(therapist: User, code: str = "KT-0001") -> dict[str, int]
     integration = TherapySession(course=course, kind="integration",
                                  session_date=date(2026, 11, 3), follows=dosing)
     db.session.add(client)
+    db.session.flush()
+    from kaptools import notes
+    from kaptools.modality import get_registry
+
+    template = get_registry().latest("cbt-thought-record")
+    sample = dict(template.sample)
+    private = {"process_notes": sample.pop("process_notes")}
+    note = notes.create_note(integration, therapist, template, sample, private)
     db.session.commit()
     return {"client": client.id, "course": course.id, "dosing": dosing.id,
-            "integration": integration.id}
+            "integration": integration.id, "note": note.id}
 
 
 def supervise(supervisor: User, supervisee: User, starts: date, ends: date | None = None,

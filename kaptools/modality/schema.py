@@ -126,6 +126,7 @@ class Field:
     item_label: str = "Item"
     item_title: str | None = None
     group: str | None = None
+    origin: str = field(default="", compare=False)  # key path in its file, for messages
 
     def choice_label(self, value: Any) -> str:
         for choice in self.choices:
@@ -373,7 +374,7 @@ class _Checker:
             self.problem(f"{path}.required", "must be true or false")
             required = False
         kwargs: dict[str, Any] = {
-            "key": key, "type": ftype, "label": label, "audience": audience,
+            "origin": path, "key": key, "type": ftype, "label": label, "audience": audience,
             "required": required, "help": self.text(raw, "help", path),
             "placeholder": self.text(raw, "placeholder", path),
         }
@@ -537,18 +538,18 @@ class _Checker:
 
     def check_scope(self, fields: list[Field], path: str) -> None:
         """Duplicate keys, show_if targets and references within one level."""
-        seen: dict[str, int] = {}
-        for i, f in enumerate(fields):
+        seen: set[str] = set()
+        for f in fields:
             if f.key in seen:
-                self.problem(f"{path}[{i}].key", f"duplicate field key {f.key!r}")
-            seen[f.key] = i
+                self.problem(f"{f.origin}.key", f"duplicate field key {f.key!r}")
+            seen.add(f.key)
         by_key = {f.key: f for f in fields}
         for f in fields:
             if f.show_if and f.show_if.field not in by_key:
-                self.problem(f"{path}({f.key}).show_if.field",
+                self.problem(f"{f.origin}.show_if.field",
                              f"names {f.show_if.field!r}, which is not a field at this level")
             elif f.show_if and f.show_if.field == f.key:
-                self.problem(f"{path}({f.key}).show_if.field", "a field cannot depend on itself")
+                self.problem(f"{f.origin}.show_if.field", "a field cannot depend on itself")
 
     def check_refs(self, fields: tuple[Field, ...], path: str,
                    groups: dict[str, Field]) -> None:
@@ -557,10 +558,10 @@ class _Checker:
         here.update({f.key: f for f in fields if f.type == "group"})
         for f in fields:
             if f.type == "ref" and f.group and f.group not in here:
-                self.problem(f"{path}({f.key}).group",
+                self.problem(f"{f.origin}.group",
                              f"names {f.group!r}, which is not a repeating group")
             if f.type == "group":
-                self.check_refs(f.fields, f"{path}({f.key}).fields", here)
+                self.check_refs(f.fields, f"{f.origin}.fields", here)
 
 
 def _slugify(text: str) -> str:
@@ -577,6 +578,8 @@ def parse_shared(data: dict[str, Any], file: str, shared: Shared,
     checker = _Checker(file, shared)
     allowed = {"extend"} if extend_only else {"scales", "choices", "extend"}
     checker.unknown_keys(data, allowed, "")
+    if extend_only:
+        data = {"extend": data.get("extend") or {}}
     for name, raw in (data.get("scales") or {}).items():
         scale = checker.scale_def(raw, f"scales.{name}", name)
         if scale:

@@ -8,7 +8,6 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit, notes
 from ..extensions import db
-from ..models import Note, NoteState
 from ..modality import get_registry
 from ..modality.answers import (
     add_blank_rows,
@@ -18,6 +17,7 @@ from ..modality.answers import (
     iter_errors,
     validate_note,
 )
+from ..models import Note, NoteState
 from ..textcheck import text_problem
 from ..web import current_scope
 
