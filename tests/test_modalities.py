@@ -163,3 +163,15 @@ def test_scales_keep_their_identity():
     assert (emdr.field("voc_baseline").scale.min, emdr.field("voc_baseline").scale.max) == (1, 7)
     ladder = registry.latest("cbt-exposure-ladder").field("steps")
     assert ladder.subfield("expected_suds").scale.max == 100
+
+
+def test_the_worked_example_in_the_authors_guide_is_valid(tmp_path):
+    guide = (builtin_dir() / "README.md").read_text()
+    example = guide.split("## A complete worked example")[1].split("```toml")[1].split("```")[0]
+    (tmp_path / "arrival-check-in").mkdir()
+    (tmp_path / "arrival-check-in" / "v1.toml").write_text(example)
+    registry = load_registry(builtin_dir(), tmp_path)
+    assert registry.problems == []
+    template = registry.latest("arrival-check-in")
+    assert {f.type for f in template.fields} >= {"decimal", "scale", "multichoice", "group",
+                                                 "ref", "text", "longtext"}
