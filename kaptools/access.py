@@ -54,6 +54,12 @@ class Scope:
         )
         return list(db.session.scalars(query))
 
+    def my_drafts(self) -> list[Note]:
+        """Unsigned notes this user wrote, oldest first."""
+        query = (select(Note).where(Note.author_id == self.user.id, Note.state == "draft")
+                 .order_by(Note.updated_at))
+        return list(db.session.scalars(query))
+
     # Single objects (404 unless visible) ------------------------------------
     def client(self, client_id: int) -> Client:
         query = self._visible_clients().where(Client.id == client_id)

@@ -251,6 +251,23 @@ class PrivateNote(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class NoteAutosave(db.Model):
+    """The editor's latest unsaved state, kept apart so it never overwrites the note.
+
+    ``formdata`` holds the posted fields as [name, value] pairs, exactly as typed.
+    """
+
+    __tablename__ = "note_autosave"
+
+    note_id: Mapped[int] = mapped_column(
+        ForeignKey("note.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    base_version: Mapped[int] = mapped_column(Integer)
+    formdata: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Addendum(db.Model):
     __tablename__ = "addendum"
 

@@ -15,7 +15,16 @@ from sqlalchemy import select
 from . import audit
 from .extensions import db
 from .modality.schema import Template
-from .models import Addendum, Note, NoteState, PrivateNote, Signature, TherapySession, User
+from .models import (
+    Addendum,
+    Note,
+    NoteAutosave,
+    NoteState,
+    PrivateNote,
+    Signature,
+    TherapySession,
+    User,
+)
 from .timeutil import utcnow
 
 
@@ -85,7 +94,44 @@ def save_answers(note: Note, author: User, record: dict[str, Any], private: dict
         row.answers = private
     note.answers = record
     db.session.flush()  # one UPDATE; the version counter is checked and bumped here
+    discard_autosave(note)
     audit.record("note.saved", obj=note, client_code=note.session.course.client.code)
+
+
+# Autosave: the editor's unsaved state, stored beside the note, never in it.
+
+AUTOSAVE_SKIP = frozenset({"csrf_token", "action"})
+
+
+def autosave(note: Note, author: User, pairs: list[tuple[str, str]],
+             base_version: int | None) -> NoteAutosave:
+    """Keep what the editor shows; the note itself is not touched."""
+    if note.state != NoteState.DRAFT:
+        raise NoteLocked()
+    clean = [[name, value.replace("\x00", "")] for name, value in pairs
+             if name not in AUTOSAVE_SKIP]
+    row = db.session.get(NoteAutosave, note.id)
+    if row is None:
+        row = NoteAutosave(note_id=note.id, user_id=author.id)
+        db.session.add(row)
+    row.base_version = base_version if base_version is not None else note.version
+    row.formdata = clean
+    row.saved_at = utcnow()
+    db.session.flush()
+    return row
+
+
+def pending_autosave(note: Note, user: User) -> NoteAutosave | None:
+    row = db.session.get(NoteAutosave, note.id)
+    if row is None or row.user_id != user.id or note.state != NoteState.DRAFT:
+        return None
+    return row
+
+
+def discard_autosave(note: Note) -> None:
+    row = db.session.get(NoteAutosave, note.id)
+    if row is not None:
+        db.session.delete(row)
 
 
 def sign(note: Note, signer: User) -> Signature:

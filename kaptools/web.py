@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -70,8 +70,28 @@ def _require_login():
     if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return None
     if not current_user.is_authenticated:
+        if request.method == "POST" and request.endpoint in CARRY_ENDPOINTS:
+            return _carry_to_login()
+        if request.method == "POST" and request.endpoint in JSON_ENDPOINTS:
+            return jsonify(status="signed_out",
+                           message="You were signed out. Sign in again to keep saving."), 401
         return login_manager.unauthorized()
     return None
+
+
+# A note posted after the session ended is carried through the sign-in page (in the
+# browser, never stored) and offered for saving once signed in again.
+CARRY_ENDPOINTS = frozenset({"notes.note"})
+JSON_ENDPOINTS = frozenset({"notes.autosave", "notes.preview"})
+
+
+def _carry_to_login():
+    from .forms import LoginForm
+
+    carried = [(k, v) for k, v in request.form.items(multi=True) if k != "csrf_token"]
+    form = LoginForm(formdata=None)
+    return render_template("auth/login.html", form=form, carried=carried,
+                           carry_to=request.path), 401
 
 
 def _render_error(code: int, detail: str | None = None):

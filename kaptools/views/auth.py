@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import audit
@@ -32,6 +32,11 @@ def login():
         return redirect(url_for("main.dashboard"))
     form = LoginForm()
     expired = session.pop("expired", False)
+    # A note posted after sign-out rides along in hidden fields (see web._carry_to_login).
+    carried = list(zip(request.form.getlist("carry_name"), request.form.getlist("carry_value"),
+                       strict=False))
+    carry_to = safe_next(request.form.get("carry_to"))
+    page = {"carried": carried, "carry_to": carry_to}
     if form.validate_on_submit():
         username = form.username.data.lower()
         address = audit.client_address()
@@ -39,24 +44,27 @@ def login():
             audit.record("login.throttled", username=username[:64])
             db.session.commit()
             form.form_errors.append("Too many failed attempts. Wait 15 minutes and try again.")
-            return render_template("auth/login.html", form=form), 429
+            return render_template("auth/login.html", form=form, **page), 429
         user = authenticate(username, form.password.data)
         if user is None:
             audit.record(LOGIN_FAILED, username=username[:64])
             db.session.commit()
             form.form_errors.append(GENERIC_FAILURE)
-            return render_template("auth/login.html", form=form), 200
+            return render_template("auth/login.html", form=form, **page), 200
         destination = safe_next(request.args.get("next"))
         session.clear()
+        g.pop("csrf_token", None)  # a new session gets a new CSRF token
         start_session(user, address)
         audit.record("login", user=user, obj=user)
         db.session.commit()
         login_user(user)
+        if carry_to:
+            return render_template("auth/resume.html", **page)
         return redirect(destination or url_for("main.dashboard"))
     if expired and request.method == "GET":
         flash("You were signed out after a period of inactivity. Sign in again to continue.",
               "info")
-    return render_template("auth/login.html", form=form)
+    return render_template("auth/login.html", form=form, **page)
 
 
 @bp.post("/logout")

@@ -23,5 +23,6 @@ def dashboard():
         today=today(),
         todays_sessions=scope.sessions_on(today()),
         clients=scope.clients(),
+        drafts=scope.my_drafts(),
         scope=scope,
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.datastructures import MultiDict
 
 from .. import audit, notes
 from ..extensions import db
+from ..markdown_render import render_markdown
 from ..modality import get_registry
 from ..modality.answers import (
     add_blank_rows,
@@ -83,11 +85,19 @@ def note(note_id: int):
         return _save(found, template)
     if not editable:
         return _show(found, template)
-    private = notes.private_answers(found, current_user)
-    form = build_form(template, answers={**found.answers, **private})
+    pending = notes.pending_autosave(found, current_user)
+    if pending is not None:
+        form = build_form(template, formdata=MultiDict(pending.formdata))
+        validate_note(form, complete=False)
+        if pending.base_version != found.version:
+            return _conflict(found, template, form, autosaved_at=pending.saved_at)
+    else:
+        private = notes.private_answers(found, current_user)
+        form = build_form(template, answers={**found.answers, **private})
     add_blank_rows(form)
     return render_template("notes/edit.html", note=found, template=template, form=form,
-                           scores=compute_scores(template, found.answers))
+                           scores=compute_scores(template, collect(form)[0]),
+                           restored_at=pending.saved_at if pending else None)
 
 
 def _save(found: Note, template):
@@ -124,10 +134,44 @@ def _save(found: Note, template):
                            form_message=message), 422
 
 
-def _conflict(current: Note, template, mine):
+def _conflict(current: Note, template, mine, autosaved_at=None):
     add_blank_rows(mine)
     return render_template("notes/conflict.html", note=current, template=template,
-                           form=mine, theirs=current.answers), 409
+                           form=mine, theirs=current.answers, autosaved_at=autosaved_at), 409
+
+
+@bp.post("/notes/<int:note_id>/autosave")
+def autosave(note_id: int):
+    """Keep the editor's unsaved text beside the note (never in it)."""
+    found = current_scope().writable_note(note_id)
+    if found.author_id != current_user.id:
+        abort(403)
+    try:
+        row = notes.autosave(found, current_user, list(request.form.items(multi=True)),
+                             request.form.get("note_version", type=int))
+    except notes.NoteLocked:
+        db.session.rollback()
+        return jsonify(status="locked", message="This note is signed; nothing was saved."), 409
+    db.session.commit()
+    return jsonify(status="saved", saved_at=row.saved_at.isoformat(),
+                   conflict=row.base_version != found.version)
+
+
+@bp.post("/notes/<int:note_id>/autosave/discard")
+def discard_autosave(note_id: int):
+    """Throw away unsaved editor text and go back to the saved note."""
+    found = current_scope().writable_note(note_id)
+    notes.discard_autosave(found)
+    db.session.commit()
+    flash("Unsaved changes discarded; this is the last saved version.", "info")
+    return redirect(url_for(".note", note_id=found.id))
+
+
+@bp.post("/preview")
+def preview():
+    """Render Markdown exactly as notes show it (sanitised)."""
+    text = request.form.get("text", "")[:100_000]
+    return jsonify(html=str(render_markdown(text)))
 
 
 def _refuse_locked(found: Note, template):

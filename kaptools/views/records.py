@@ -7,7 +7,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit
+from .. import audit, outcomes
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
 from ..models import Client, Course, SessionKind, TherapySession
@@ -58,7 +58,16 @@ def client(client_id: int):
     found = scope.client(client_id)
     audit.record("client.viewed", obj=found, client_code=found.code)
     db.session.commit()
-    return render_template("clients/detail.html", client=found, can_edit=scope.owns(found))
+    charts = {}
+    for course_ in found.courses:
+        points = outcomes.course_outcomes(course_)
+        charts[course_.id] = {
+            "points": points,
+            "changes": outcomes.changes(points),
+            "svg": outcomes.svg_data_uri(outcomes.outcome_chart_svg(course_, points)),
+        }
+    return render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
+                           charts=charts)
 
 
 @bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])

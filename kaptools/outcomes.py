@@ -1,0 +1,100 @@
+"""Outcome measures across a course, as plain data, and their chart."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import date
+
+from .modality import get_registry
+from .modality.answers import compute_scores
+from .models import Course, NoteState, SessionKind
+
+MEASURES = {"gad-7": "GAD-7", "phq-9": "PHQ-9"}
+
+
+@dataclass(frozen=True)
+class OutcomePoint:
+    measure: str
+    session_id: int
+    on: date
+    total: int
+    max_total: int
+    band: str | None
+
+
+@dataclass(frozen=True)
+class MeasureChange:
+    measure: str
+    baseline: OutcomePoint
+    latest: OutcomePoint
+
+    @property
+    def change(self) -> int:
+        return self.latest.total - self.baseline.total
+
+
+def course_outcomes(course: Course) -> list[OutcomePoint]:
+    """Every complete GAD-7/PHQ-9 in the course, in session order."""
+    registry = get_registry()
+    points = []
+    for sess in course.sessions:
+        for note in sess.notes:
+            if note.modality not in MEASURES or note.state == NoteState.ENTERED_IN_ERROR:
+                continue
+            template = registry.get(note.modality, note.template_version)
+            if template is None:
+                continue
+            for score in compute_scores(template, note.answers):
+                if score.complete:
+                    points.append(OutcomePoint(MEASURES[note.modality], sess.id,
+                                               sess.session_date, score.total, score.max_total,
+                                               score.band))
+    return points
+
+
+def changes(points: list[OutcomePoint]) -> list[MeasureChange]:
+    out = []
+    for measure in MEASURES.values():
+        series = [p for p in points if p.measure == measure]
+        if len(series) >= 1:
+            out.append(MeasureChange(measure, series[0], series[-1]))
+    return out
+
+
+def outcome_chart_svg(course: Course, points: list[OutcomePoint], width: int = 720,
+                      height: int = 300) -> bytes | None:
+    """A line chart of GAD-7 and PHQ-9 totals by session, dosing sessions marked."""
+    if not points:
+        return None
+    import pygal
+    from pygal.style import Style
+
+    sessions = list(course.sessions)
+    labels = []
+    for sess in sessions:
+        mark = " ▲" if sess.kind == SessionKind.DOSING else ""
+        labels.append(f"{sess.session_date:%d %b}{mark}")
+    style = Style(background="white", plot_background="white", foreground="#1f2a33",
+                  foreground_strong="#1f2a33", foreground_subtle="#d9dee2",
+                  colors=("#2f6b5e", "#7a4fa0", "#c98a2b"), font_family="DejaVu Sans, sans-serif",
+                  label_font_size=11, major_label_font_size=11, legend_font_size=12,
+                  value_font_size=10, title_font_size=14)
+    chart = pygal.Line(width=width, height=height, style=style, show_dots=True, dots_size=4,
+                       x_label_rotation=35, range=(0, 27), include_x_axis=True,
+                       legend_at_bottom=True, legend_at_bottom_columns=3, js=[],
+                       disable_xml_declaration=False, print_values=False, truncate_label=-1,
+                       show_y_guides=True, y_title="Total score")
+    chart.x_labels = labels
+    for measure in MEASURES.values():
+        by_session = {p.session_id: p.total for p in points if p.measure == measure}
+        chart.add(measure, [by_session.get(s.id) for s in sessions], allow_interruptions=False)
+    chart.add("Dosing session ▲", [0 if s.kind == SessionKind.DOSING else None for s in sessions],
+              stroke=False, dots_size=6)
+    return chart.render()
+
+
+def svg_data_uri(svg: bytes | None) -> str | None:
+    if not svg:
+        return None
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
