@@ -28,6 +28,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(serve_command)
     app.cli.add_command(modalities_group)
+    app.cli.add_command(render_command)
 
 
 def upgrade_database() -> None:
@@ -148,3 +149,40 @@ def modalities_list() -> None:
 
     for template in get_registry().current():
         click.echo(f"{template.slug:<28} v{template.version}  {template.title}")
+
+
+@click.command("render")
+@click.argument("scope", type=click.Choice(["course", "session"]))
+@click.argument("object_id", type=int)
+@click.option("--kind", type=click.Choice(["summary", "handout", "packet"]), default="summary",
+              show_default=True)
+@click.option("--sheet", "sheets", multiple=True, help="Practice sheet for a handout (repeat).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the PDF ('-' for standard output).")
+@click.option("--html", is_flag=True, help="Write the print HTML instead of the PDF.")
+@with_appcontext
+def render_command(scope: str, object_id: int, kind: str, sheets: tuple[str, ...],
+                   output: Path, html: bool) -> None:
+    """Render a course or session document to a file (an administrator's tool)."""
+    import sys
+
+    from . import audit, documents
+    from .models import Course, TherapySession
+
+    if scope == "course":
+        course, only = db.session.get(Course, object_id), None
+    else:
+        only = db.session.get(TherapySession, object_id)
+        course = only.course if only else None
+    if course is None:
+        raise click.ClickException(f"no {scope} with id {object_id}")
+    doc = documents.build(kind, course, only, list(sheets) or None)
+    data = documents.document_html(doc).encode() if html else documents.document_pdf(doc)
+    audit.record("document.exported", obj=only or course, client_code=course.client.code,
+                 username="cli", detail={"kind": kind, "format": "html" if html else "pdf"})
+    db.session.commit()
+    if str(output) == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        click.echo(f"Wrote {len(data)} bytes to {output}", err=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -94,7 +96,20 @@ def outcome_chart_svg(course: Course, points: list[OutcomePoint], width: int = 7
     return chart.render()
 
 
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def stable_svg(svg: bytes) -> bytes:
+    """pygal names each chart with a random UUID; name it after its content instead,
+    so that the same data always gives the same document (and a PDF cache hit)."""
+    found = sorted(set(_UUID.findall(svg)))
+    for i, uuid in enumerate(found):
+        digest = hashlib.sha256(_UUID.sub(b"", svg) + bytes([i])).hexdigest()[:12]
+        svg = svg.replace(uuid, f"c{digest}".encode())
+    return svg
+
+
 def svg_data_uri(svg: bytes | None) -> str | None:
     if not svg:
         return None
-    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+    return "data:image/svg+xml;base64," + base64.b64encode(stable_svg(svg)).decode()

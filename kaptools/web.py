@@ -33,13 +33,14 @@ def current_scope() -> Scope:
 
 
 def init_app(app: Flask) -> None:
-    from .views import admin, auth, main, notes, records
+    from .views import admin, auth, documents, main, notes, records
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(notes.bp)
+    app.register_blueprint(documents.bp)
 
     from .markdown_render import render_markdown
     from .modality import get_registry

@@ -164,9 +164,10 @@ class Browser:
 
     def get(self, url: str, **kw):
         resp = self.client.get(url, **kw)
-        body = resp.get_data(as_text=True)
-        if 'name="csrf_token"' in body:
-            self.token = csrf_from(body)
+        if resp.mimetype == "text/html":
+            body = resp.get_data(as_text=True)
+            if 'name="csrf_token"' in body:
+                self.token = csrf_from(body)
         return resp
 
     def post(self, url: str, data: dict | None = None, **kw):

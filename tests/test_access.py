@@ -26,7 +26,7 @@ def clinical_routes(app):
     found = []
     for rule in app.url_map.iter_rules():
         params = set(rule.arguments)
-        if params and params <= set(ID_PARAMS) | {"filename"} and params & set(ID_PARAMS):
+        if params and params <= set(ID_PARAMS) | {"kind"} and params & set(ID_PARAMS):
             methods = sorted(m for m in rule.methods if m in ("GET", "POST"))
             found.append((rule, methods))
     assert len(found) >= 8, "expected the client/course/session routes"
@@ -34,7 +34,9 @@ def clinical_routes(app):
 
 
 def url_for_rule(rule, ids: dict[str, int]) -> str:
-    values = {name: ids[ID_PARAMS[name]] for name in rule.arguments}
+    values = {name: ids[ID_PARAMS[name]] for name in rule.arguments if name in ID_PARAMS}
+    if "kind" in rule.arguments:
+        values["kind"] = "summary"
     return rule.build(values)[1]
 
 

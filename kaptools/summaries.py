@@ -1,0 +1,300 @@
+"""Documents assembled from the database as plain data, filtered for their audience.
+
+Print templates receive these dataclasses and immutable template definitions only:
+no ORM object reaches a template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from . import notes as note_service
+from . import outcomes
+from .extensions import db
+from .forms import FORMAT_LABELS, KIND_LABELS
+from .modality import get_registry
+from .modality.answers import ScoreResult, compute_scores, ref_titles
+from .modality.schema import Field, Template
+from .models import Course, Note, NoteState, Signature, SupervisionRelationship, TherapySession
+from .timeutil import today
+
+SUMMARY, HANDOUT, PACKET = "summary", "handout", "packet"
+TITLES = {SUMMARY: "Integration summary", HANDOUT: "Your integration handout",
+          PACKET: "Supervision packet"}
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    signer: str
+    kind: str
+    at: datetime
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class AddendumInfo:
+    author: str
+    at: datetime
+    body: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class CommentInfo:
+    author: str
+    at: datetime
+    field_label: str | None
+    body: str
+
+
+@dataclass
+class NoteBlock:
+    id: int
+    slug: str
+    title: str
+    version: int
+    template: Template
+    answers: dict[str, Any]
+    refs: dict[str, str]
+    state: str
+    scores: list[ScoreResult] = field(default_factory=list)
+    signatures: list[SignatureInfo] = field(default_factory=list)
+    addenda: list[AddendumInfo] = field(default_factory=list)
+    comments: list[CommentInfo] = field(default_factory=list)
+    review_status: str | None = None
+    content_hash: str | None = None
+    hash_ok: bool | None = None
+    error_reason: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SessionBlock:
+    id: int
+    kind: str
+    kind_label: str
+    on: date
+    summary: str
+    follows_on: date | None
+    notes: list[NoteBlock]
+
+
+@dataclass
+class Document:
+    kind: str
+    title: str
+    scope_label: str
+    client_code: str
+    client_name: str | None
+    course_title: str
+    course_format: str
+    course_dates: str
+    intentions: str
+    therapist: str
+    supervisors: list[str]
+    sessions: list[SessionBlock]
+    outcome_changes: list[outcomes.MeasureChange]
+    outcome_chart: str | None
+    clinic: str
+    printed_on: date
+    vitals_thresholds: dict[str, Any]
+    practice_sheets: list[str] = field(default_factory=list)
+    content_hash: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Audience filtering
+
+
+def client_visible(template: Template, answers: dict[str, Any]) -> dict[str, Any]:
+    """Only what the template marks for the client; groups keep rows with client content."""
+
+    def level(fields: tuple[Field, ...], values: dict[str, Any]) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        for f in fields:
+            if f.key not in values:
+                continue
+            if f.type == "group":
+                shared = [g for g in f.fields if g.audience == "client" or g.type == "group"]
+                rows = []
+                for item in values[f.key]:
+                    inner = level(f.fields, item)
+                    # A row whose only client content is its title (a part's name) is
+                    # left out when the group has more to say to the client.
+                    personal = {k: v for k, v in inner.items() if k != f.item_title}
+                    if personal or (inner and len(shared) == 1):
+                        rows.append(inner)
+                if rows:
+                    kept[f.key] = rows
+            elif f.audience == "client" and f.type != "ref":
+                kept[f.key] = values[f.key]
+        return kept
+
+    return level(template.fields, answers)
+
+
+# ---------------------------------------------------------------------------
+# Assembly
+
+
+def _sessions_of(course: Course, only: TherapySession | None) -> list[TherapySession]:
+    return [only] if only is not None else list(course.sessions)
+
+
+def _supervisors(course: Course) -> list[str]:
+    on = today()
+    therapist_id = course.client.therapist_id
+    rels = db.session.scalars(
+        select(SupervisionRelationship).where(
+            SupervisionRelationship.supervisee_id == therapist_id,
+            SupervisionRelationship.starts_on <= on))
+    return sorted({r.supervisor.display_name for r in rels if r.is_current(on)})
+
+
+def _note_block(note: Note, template: Template, kind: str) -> NoteBlock:
+    record = dict(note.answers)
+    if kind == HANDOUT:
+        answers = client_visible(template, record)
+        block = NoteBlock(note.id, note.modality, template.title, note.template_version,
+                          template, answers, ref_titles(template, record), note.state)
+        return block
+    block = NoteBlock(note.id, note.modality, template.title, note.template_version, template,
+                      record, ref_titles(template, record), note.state,
+                      scores=compute_scores(template, record))
+    block.extras = _diagrams(note.modality, record)
+    sigs = db.session.scalars(select(Signature).where(Signature.note_id == note.id)
+                              .order_by(Signature.signed_at))
+    block.signatures = [SignatureInfo(s.signer.display_name, s.kind, s.signed_at,
+                                      s.content_hash) for s in sigs]
+    block.addenda = [AddendumInfo(a.author.display_name, a.signed_at, a.body, a.content_hash)
+                     for a in note.addenda]
+    check = note_service.verify_hash(note)
+    block.content_hash = note.content_hash
+    block.hash_ok = check.ok if check else None
+    block.error_reason = note.error_reason
+    return block
+
+
+def _diagrams(slug: str, answers: dict[str, Any]) -> dict[str, Any]:
+    from . import diagrams
+
+    if slug == "ifs-parts-map" and answers.get("parts"):
+        return {"map": diagrams.ifs_map_uri(answers["parts"], answers.get("relationships", []))}
+    if slug == "emdr-target-set":
+        return {"trajectory": diagrams.emdr_trajectory_uri(answers)}
+    return {}
+
+
+def build_document(kind: str, course: Course, only: TherapySession | None = None,
+                   sheets: list[str] | None = None) -> Document:
+    """Assemble a summary, handout or packet for a course (or one session of it)."""
+    registry = get_registry()
+    client = course.client
+    sessions: list[SessionBlock] = []
+    for sess in _sessions_of(course, only):
+        blocks = []
+        for note in sess.notes:
+            template = registry.get(note.modality, note.template_version)
+            if template is None:
+                continue
+            if kind == HANDOUT and note.state == NoteState.ENTERED_IN_ERROR:
+                continue
+            block = _note_block(note, template, kind)
+            if kind == HANDOUT and not block.answers:
+                continue
+            blocks.append(block)
+        if kind == HANDOUT and not blocks:
+            continue
+        sessions.append(SessionBlock(
+            sess.id, sess.kind, KIND_LABELS.get(sess.kind, sess.kind), sess.session_date,
+            sess.summary, sess.follows.session_date if sess.follows else None, blocks))
+
+    points = outcomes.course_outcomes(course) if kind != HANDOUT and only is None else []
+    chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(course, points)) if points else None
+    dates = f"{course.starts_on:%d %b %Y}" + (f" – {course.ends_on:%d %b %Y}"
+                                              if course.ends_on else "")
+    scope_label = (f"{KIND_LABELS.get(only.kind, only.kind)} session, {only.session_date:%d %b %Y}"
+                   if only is not None else course.title)
+    doc = Document(
+        kind=kind, title=TITLES[kind], scope_label=scope_label, client_code=client.code,
+        client_name=client.display_name if kind == HANDOUT else None,
+        course_title=course.title, course_format=str(FORMAT_LABELS.get(course.format)),
+        course_dates=dates, intentions=course.intentions, therapist=client.therapist.display_name,
+        supervisors=_supervisors(course) if kind != HANDOUT else [], sessions=sessions,
+        outcome_changes=outcomes.changes(points), outcome_chart=chart,
+        clinic=str(current_app.config["CLINIC_NAME"]), printed_on=today(),
+        vitals_thresholds=dict(current_app.config["VITALS_THRESHOLDS"]))
+    if kind == HANDOUT:
+        doc.practice_sheets = sheets if sheets is not None else default_sheets(doc, course)
+    doc.content_hash = document_hash(doc)
+    return doc
+
+
+def document_hash(doc: Document) -> str:
+    """SHA-256 over the document's content, printed in every page footer."""
+    payload = {
+        "kind": doc.kind, "scope": doc.scope_label, "client": doc.client_code,
+        "course": [doc.course_title, doc.course_format, doc.course_dates, doc.intentions],
+        "people": [doc.therapist, doc.supervisors],
+        "sessions": [[s.id, s.kind, s.on.isoformat(), s.summary,
+                      [[n.id, n.slug, n.version, n.state, n.answers, n.content_hash,
+                        [(a.body, a.content_hash) for a in n.addenda],
+                        [(c.body, c.field_label) for c in n.comments],
+                        [(g.kind, g.content_hash) for g in n.signatures]]
+                       for n in s.notes]] for s in doc.sessions],
+        "sheets": doc.practice_sheets,
+    }
+    encoded = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Practice sheets for handouts
+
+PRACTICE_SHEETS = {
+    "calm_place": "Your calm place",
+    "container": "The container",
+    "butterfly_hug": "The butterfly hug",
+    "light_stream": "The light stream",
+    "box_breathing": "Box breathing",
+    "breathing_478": "4-7-8 breathing",
+    "progressive_muscle_relaxation": "Progressive muscle relaxation",
+    "grounding_54321": "5-4-3-2-1 grounding",
+    "tices_log": "Your TICES log",
+    "journaling": "Journaling prompts for integration",
+    "after_dosing": "Caring for yourself after a medicine session",
+    "crisis": "If things get hard",
+}
+# Integration practices (choice values) that have a sheet of their own.
+PRACTICE_TO_SHEET = {
+    "calm_place": "calm_place", "container": "container", "butterfly_hug": "butterfly_hug",
+    "light_stream": "light_stream", "box_breathing": "box_breathing",
+    "4_7_8_breathing": "breathing_478",
+    "progressive_muscle_relaxation": "progressive_muscle_relaxation",
+    "5_4_3_2_1_grounding": "grounding_54321", "tices_log": "tices_log",
+    "journaling": "journaling",
+}
+
+
+def default_sheets(doc: Document, course: Course) -> list[str]:
+    """Sheets for the practices assigned, after-dosing care, and always the crisis sheet."""
+    chosen: list[str] = []
+    for sess in doc.sessions:
+        for note in sess.notes:
+            for practice in note.answers.get("practices", []) or []:
+                sheet = PRACTICE_TO_SHEET.get(practice)
+                if sheet and sheet not in chosen:
+                    chosen.append(sheet)
+            if note.answers.get("calm_place") and "calm_place" not in chosen:
+                chosen.append("calm_place")
+    if any(s.kind == "dosing" for s in course.sessions):
+        chosen.append("after_dosing")
+    chosen.append("crisis")
+    return chosen
