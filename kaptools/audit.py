@@ -105,13 +105,16 @@ def verify_chain() -> ChainReport:
     """Walk the chain in id order and report the first event that does not fit."""
     previous = GENESIS
     checked = 0
-    for event in db.session.scalars(
-        select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=500)
-    ):
-        if event.prev_hash != previous:
-            return ChainReport(checked, event.id, "its link to the previous event is broken")
-        if event_hash(event) != event.hash:
-            return ChainReport(checked, event.id, "its content does not match its hash")
-        previous = event.hash
-        checked += 1
+    result = db.session.scalars(
+        select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=500))
+    try:
+        for event in result:
+            if event.prev_hash != previous:
+                return ChainReport(checked, event.id, "its link to the previous event is broken")
+            if event_hash(event) != event.hash:
+                return ChainReport(checked, event.id, "its content does not match its hash")
+            previous = event.hash
+            checked += 1
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL
     return ChainReport(checked, None, None)

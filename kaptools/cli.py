@@ -29,6 +29,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(serve_command)
     app.cli.add_command(modalities_group)
     app.cli.add_command(render_command)
+    app.cli.add_command(audit_group)
 
 
 def upgrade_database() -> None:
@@ -186,3 +187,23 @@ def render_command(scope: str, object_id: int, kind: str, sheets: tuple[str, ...
     else:
         output.write_bytes(data)
         click.echo(f"Wrote {len(data)} bytes to {output}", err=True)
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Check the audit trail."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Walk the hash chain and report the first event that does not fit."""
+    from .audit import verify_chain
+
+    report = verify_chain()
+    if report.ok:
+        click.echo(f"Audit chain intact: {report.checked} events verified.")
+        return
+    click.echo(f"Audit chain BROKEN at event {report.broken_id}: {report.problem}. "
+               f"{report.checked} events before it verified.", err=True)
+    raise click.exceptions.Exit(1)

@@ -9,8 +9,11 @@ from .extensions import db, migrate
 
 
 def init_app(app: Flask) -> None:
-    from . import models  # noqa: F401  (register the tables)
+    from . import guards, models  # noqa: F401  (register the tables)
 
+    if not getattr(db.metadata, "_kaptools_guards", False):
+        guards.register(db.metadata)
+        db.metadata._kaptools_guards = True
     db.init_app(app)
     migrate.init_app(app, db, compare_type=True, render_as_batch=True)
     with app.app_context():

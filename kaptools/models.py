@@ -324,6 +324,9 @@ class Review(db.Model):
     comments: Mapped[list[ReviewComment]] = relationship(
         back_populates="review", order_by="ReviewComment.id"
     )
+    note: Mapped[Note | None] = relationship()
+    reviewer: Mapped[User] = relationship(foreign_keys=[reviewer_id])
+    submitter: Mapped[User] = relationship(foreign_keys=[submitted_by_id])
 
 
 class ReviewComment(db.Model):

@@ -175,6 +175,19 @@ def _note_block(note: Note, template: Template, kind: str) -> NoteBlock:
                                       s.content_hash) for s in sigs]
     block.addenda = [AddendumInfo(a.author.display_name, a.signed_at, a.body, a.content_hash)
                      for a in note.addenda]
+    if kind == PACKET:
+        from .models import Review
+
+        history = list(db.session.scalars(select(Review).where(Review.note_id == note.id)
+                                          .order_by(Review.round)))
+        for review in history:
+            for c in review.comments:
+                f = template.field(c.field_key) if c.field_key else None
+                block.comments.append(CommentInfo(c.author.display_name, c.created_at,
+                                                  f.label if f else None, c.body))
+        if history:
+            last = history[-1]
+            block.review_status = f"round {last.round}, {last.status}"
     check = note_service.verify_hash(note)
     block.content_hash = note.content_hash
     block.hash_ok = check.ok if check else None

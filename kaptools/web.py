@@ -33,7 +33,7 @@ def current_scope() -> Scope:
 
 
 def init_app(app: Flask) -> None:
-    from .views import admin, auth, documents, main, notes, records
+    from .views import admin, auth, documents, main, notes, records, reviews
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
@@ -41,6 +41,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(notes.bp)
     app.register_blueprint(documents.bp)
+    app.register_blueprint(reviews.bp)
 
     from .markdown_render import render_markdown
     from .modality import get_registry

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -125,3 +125,36 @@ def end_supervision(rel_id: int):
     else:
         flash("Enter an end date on or after the start date.", "error")
     return redirect(url_for(".supervision"))
+
+
+@bp.get("/audit")
+def audit_log():
+    """Search the audit trail by user, client code, action and date."""
+    from datetime import date, datetime, time
+
+    from ..models import AuditEvent
+    from ..timeutil import UTC
+
+    args = request.args
+    query = select(AuditEvent)
+    if username := (args.get("user") or "").strip().lower():
+        query = query.where(AuditEvent.username == username)
+    if code := (args.get("client") or "").strip():
+        query = query.where(AuditEvent.client_code == code)
+    if action := (args.get("action") or "").strip():
+        query = query.where(AuditEvent.action.startswith(action))
+    for name, op in (("since", ">="), ("until", "<=")):
+        try:
+            day = date.fromisoformat(args.get(name) or "")
+        except ValueError:
+            continue
+        bound = datetime.combine(day, time.min if op == ">=" else time.max, tzinfo=UTC)
+        query = query.where(AuditEvent.created_at >= bound if op == ">="
+                            else AuditEvent.created_at <= bound)
+    page = max(1, args.get("page", 1, type=int) or 1)
+    events = db.session.scalars(query.order_by(AuditEvent.id.desc())
+                                .offset((page - 1) * 100).limit(101)).all()
+    actions = db.session.scalars(select(AuditEvent.action).distinct()
+                                 .order_by(AuditEvent.action)).all()
+    return render_template("admin/audit.html", events=events[:100], more=len(events) > 100,
+                           page=page, args=args, actions=actions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user
 
+from .. import reviews
 from ..models import Role
 from ..timeutil import today
 from ..web import current_scope
@@ -24,5 +25,7 @@ def dashboard():
         todays_sessions=scope.sessions_on(today()),
         clients=scope.clients(),
         drafts=scope.my_drafts(),
+        returned=reviews.returned_to(current_user),
+        waiting=reviews.queue(scope, reviews.QueueFilter(status="submitted")),
         scope=scope,
     )

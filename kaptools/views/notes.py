@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
 
-from .. import audit, notes
+from .. import audit, notes, reviews
 from ..extensions import db
 from ..markdown_render import render_markdown
 from ..modality import get_registry
@@ -19,11 +20,16 @@ from ..modality.answers import (
     iter_errors,
     validate_note,
 )
-from ..models import Note, NoteState
+from ..models import Note, NoteState, Signature
 from ..textcheck import text_problem
 from ..web import current_scope
 
 bp = Blueprint("notes", __name__)
+
+
+def found_signatures(note: Note) -> list[Signature]:
+    return list(db.session.scalars(select(Signature).where(Signature.note_id == note.id)
+                                   .order_by(Signature.signed_at)))
 
 
 def template_of(note: Note):
@@ -95,9 +101,24 @@ def note(note_id: int):
         private = notes.private_answers(found, current_user)
         form = build_form(template, answers={**found.answers, **private})
     add_blank_rows(form)
+    audit.record("note.opened", obj=found, client_code=found.session.course.client.code)
+    db.session.commit()
     return render_template("notes/edit.html", note=found, template=template, form=form,
                            scores=compute_scores(template, collect(form)[0]),
-                           restored_at=pending.saved_at if pending else None)
+                           restored_at=pending.saved_at if pending else None,
+                           **_review_context(found))
+
+
+def _review_context(found: Note) -> dict:
+    """The latest review of a note, its comments by field, and who could review it."""
+    history = reviews.note_reviews(found)
+    latest = history[-1] if history else None
+    return {"latest_review": latest,
+            "field_comments": reviews.comments_by_field(latest) if latest else {},
+            "supervisors": reviews.current_supervisors(current_user)
+            if found.author_id == current_user.id else [],
+            "sign_blocker": reviews.sign_blocker(found, current_user)
+            if found.state == NoteState.DRAFT and found.author_id == current_user.id else None}
 
 
 def _save(found: Note, template):
@@ -106,6 +127,10 @@ def _save(found: Note, template):
     form = build_form(template, formdata=request.form)
     ok = validate_note(form, complete=signing)
     expected = request.form.get("note_version", type=int)
+    blocker = reviews.sign_blocker(found, current_user) if signing else None
+    if ok and blocker:
+        ok = False
+        form.form_errors_extra = [blocker]
     if ok:
         record, private = collect(form)
         try:
@@ -126,12 +151,16 @@ def _save(found: Note, template):
         return redirect(url_for(".note", note_id=found.id))
     add_blank_rows(form)
     errors = list(iter_errors(form))
-    message = ("The note was not signed: " if signing else "Nothing was saved yet: ") + \
-        f"{len(errors)} answer{'s' if len(errors) != 1 else ''} need attention. " \
-        "Everything you typed is still here."
+    if getattr(form, "form_errors_extra", None):
+        message = "The note was not signed: " + " ".join(form.form_errors_extra) + \
+            " Nothing was saved; everything you typed is still here."
+    else:
+        message = ("The note was not signed: " if signing else "Nothing was saved yet: ") + \
+            f"{len(errors)} answer{'s' if len(errors) != 1 else ''} need attention. " \
+            "Everything you typed is still here."
     return render_template("notes/edit.html", note=found, template=template, form=form,
                            scores=compute_scores(template, collect(form)[0]),
-                           form_message=message), 422
+                           form_message=message, **_review_context(found)), 422
 
 
 def _conflict(current: Note, template, mine, autosaved_at=None):
@@ -191,7 +220,9 @@ def _show(found: Note, template, status: int = 200):
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=notes.private_answers(found, current_user),
         scores=compute_scores(template, found.answers), hash_check=notes.verify_hash(found),
-        is_author=found.author_id == current_user.id), status
+        is_author=found.author_id == current_user.id,
+        cosignatures=[s for s in found_signatures(found) if s.kind == "cosign"],
+        **_review_context(found)), status
 
 
 @bp.post("/notes/<int:note_id>/sign")
@@ -207,6 +238,9 @@ def sign(note_id: int):
         return _refuse_locked(found, template)
     if not validate_note(form, complete=True):
         flash("The note cannot be signed yet: some required answers are missing.", "error")
+        return redirect(url_for(".note", note_id=found.id))
+    if blocker := reviews.sign_blocker(found, current_user):
+        flash(blocker, "error")
         return redirect(url_for(".note", note_id=found.id))
     notes.sign(found, current_user)
     db.session.commit()

@@ -1,0 +1,259 @@
+"""Supervision: submit for review, comment on fields, return, approve, co-sign, diff."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from . import audit
+from .access import Scope
+from .extensions import db
+from .modality import get_registry
+from .modality.answers import display_value
+from .modality.schema import Template
+from .models import (
+    Note,
+    NoteState,
+    Review,
+    ReviewComment,
+    ReviewMode,
+    ReviewStatus,
+    Signature,
+    SupervisionRelationship,
+    User,
+)
+from .notes import canonical_json, content_hash, verify_hash
+from .timeutil import today, utcnow
+
+
+class ReviewError(Exception):
+    """A review action that does not fit the review's state; the message says why."""
+
+
+def current_relationships(supervisee: User, on: date | None = None
+                          ) -> list[SupervisionRelationship]:
+    on = on or today()
+    rels = db.session.scalars(select(SupervisionRelationship).where(
+        SupervisionRelationship.supervisee_id == supervisee.id,
+        SupervisionRelationship.starts_on <= on,
+        or_(SupervisionRelationship.ends_on.is_(None), SupervisionRelationship.ends_on >= on)))
+    return list(rels)
+
+
+def current_supervisors(supervisee: User) -> list[User]:
+    return [r.supervisor for r in current_relationships(supervisee) if r.supervisor.active]
+
+
+def needs_approval_before_signing(author: User) -> bool:
+    return any(r.review_mode == ReviewMode.APPROVE_BEFORE_SIGNING
+               for r in current_relationships(author))
+
+
+def note_reviews(note: Note) -> list[Review]:
+    return list(db.session.scalars(select(Review).where(Review.note_id == note.id)
+                                   .order_by(Review.round, Review.id)))
+
+
+def sign_blocker(note: Note, author: User) -> str | None:
+    """Why this author may not sign yet (trainees need an approved review), or None."""
+    if not needs_approval_before_signing(author):
+        return None
+    reviews = note_reviews(note)
+    if reviews and reviews[-1].status == ReviewStatus.APPROVED:
+        return None
+    return ("Your supervision requires approval before signing: submit this note for review "
+            "and sign it once your supervisor has approved it.")
+
+
+def _snapshot(note: Note) -> dict[str, Any]:
+    return {"answers": note.answers, "state": note.state, "version": note.version,
+            "content_hash": note.content_hash,
+            "addenda": [{"id": a.id, "body": a.body} for a in note.addenda]}
+
+
+def submit_note(note: Note, author: User, reviewer_id: int) -> Review:
+    if note.author_id != author.id:
+        raise ReviewError("Only the note's author can submit it for review.")
+    supervisors = {s.id: s for s in current_supervisors(author)}
+    if reviewer_id not in supervisors:
+        raise ReviewError("Choose one of your current supervisors.")
+    previous = note_reviews(note)
+    if previous and previous[-1].status == ReviewStatus.SUBMITTED:
+        raise ReviewError("This note is already waiting for review.")
+    review = Review(note_id=note.id, submitted_by_id=author.id, reviewer_id=reviewer_id,
+                    status=ReviewStatus.SUBMITTED, round=len(previous) + 1,
+                    snapshot=_snapshot(note), submitted_at=utcnow())
+    db.session.add(review)
+    db.session.flush()
+    audit.record("review.submitted", obj=review, client_code=_code(note),
+                 detail={"note_id": note.id, "round": review.round})
+    return review
+
+
+def _code(note: Note) -> str:
+    return note.session.course.client.code
+
+
+def _require_open(review: Review) -> None:
+    if review.status != ReviewStatus.SUBMITTED:
+        raise ReviewError("This review has already been decided.")
+
+
+def comment(review: Review, supervisor: User, field_key: str | None, body: str) -> ReviewComment:
+    _require_open(review)
+    note = db.session.get(Note, review.note_id)
+    template = get_registry().get(note.modality, note.template_version)
+    if field_key and (template is None or template.field(field_key) is None
+                      or template.field(field_key).audience == "private"):
+        raise ReviewError("Comment on one of the note's fields, or leave a general comment.")
+    found = ReviewComment(review=review, author_id=supervisor.id, field_key=field_key or None,
+                          body=body, created_at=utcnow())
+    db.session.add(found)
+    db.session.flush()
+    audit.record("review.commented", obj=review, client_code=_code(note),
+                 detail={"comment_id": found.id, "field": field_key or None})
+    return found
+
+
+def decide(review: Review, supervisor: User, action: str) -> Signature | None:
+    """Return for revision, approve, or co-sign (signed notes only)."""
+    _require_open(review)
+    note = db.session.get(Note, review.note_id)
+    signature = None
+    if action == "return":
+        review.status = ReviewStatus.RETURNED
+    elif action == "approve":
+        review.status = ReviewStatus.APPROVED
+    elif action == "cosign":
+        if note.state != NoteState.SIGNED:
+            raise ReviewError("Only a signed note can be co-signed; approve a draft instead.")
+        check = verify_hash(note)
+        if check is None or not check.ok:
+            raise ReviewError("The note does not match its signed hash; it cannot be co-signed.")
+        now = utcnow()
+        digest = hashlib.sha256(canonical_json({
+            "note_hash": content_hash(note), "cosigner_id": supervisor.id,
+            "review_id": review.id, "at": now.isoformat()}).encode()).hexdigest()
+        signature = Signature(note_id=note.id, signer_id=supervisor.id, kind="cosign",
+                              signed_at=now, content_hash=digest)
+        db.session.add(signature)
+        review.status = ReviewStatus.COSIGNED
+    else:
+        raise ReviewError("Unknown review action.")
+    review.decided_at = utcnow()
+    db.session.flush()
+    audit.record(f"review.{review.status}", obj=review, client_code=_code(note),
+                 detail={"note_id": note.id, "round": review.round})
+    return signature
+
+
+# ---------------------------------------------------------------------------
+# Queues
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    supervisee_id: int | None = None
+    status: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+
+def queue(scope: Scope, filters: QueueFilter) -> list[Review]:
+    """Reviews addressed to this supervisor whose notes they may still see."""
+    query = select(Review).where(Review.reviewer_id == scope.user.id,
+                                 Review.note_id.is_not(None))
+    if filters.supervisee_id:
+        query = query.where(Review.submitted_by_id == filters.supervisee_id)
+    if filters.status:
+        query = query.where(Review.status == filters.status)
+    if filters.since:
+        query = query.where(Review.submitted_at >= datetime.combine(filters.since, time.min,
+                                                                     tzinfo=UTC))
+    if filters.until:
+        query = query.where(Review.submitted_at <= datetime.combine(filters.until, time.max,
+                                                                     tzinfo=UTC))
+    found = db.session.scalars(query.order_by(Review.submitted_at.desc()))
+    return [r for r in found if visible(scope, r)]
+
+
+def visible(scope: Scope, review: Review) -> bool:
+    from werkzeug.exceptions import NotFound
+
+    try:
+        scope.note(review.note_id)
+    except NotFound:
+        return False
+    return review.reviewer_id == scope.user.id or review.submitted_by_id == scope.user.id
+
+
+def returned_to(user: User) -> list[Review]:
+    """The user's items a supervisor returned, still waiting for a resubmission."""
+    mine = db.session.scalars(select(Review).where(Review.submitted_by_id == user.id)
+                              .order_by(Review.decided_at.desc()))
+    latest: dict[int, Review] = {}
+    for review in mine:
+        if review.note_id is not None:
+            best = latest.get(review.note_id)
+            if best is None or review.round > best.round:
+                latest[review.note_id] = review
+    return [r for r in latest.values() if r.status == ReviewStatus.RETURNED]
+
+
+def comments_by_field(review: Review | None) -> dict[str, list[ReviewComment]]:
+    out: dict[str, list[ReviewComment]] = {}
+    for c in (review.comments if review else []):
+        out.setdefault(c.field_key or "", []).append(c)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# What changed between two submissions
+
+
+@dataclass(frozen=True)
+class Change:
+    label: str
+    before: str
+    after: str
+
+
+def _show(template: Template, key: str, value: Any, refs: dict[str, str]) -> str:
+    f = template.field(key)
+    if value is None:
+        return "—"
+    if f is None:
+        return str(value)
+    if f.type == "group":
+        parts = []
+        for i, item in enumerate(value):
+            title = item.get(f.item_title) if f.item_title else None
+            bits = [display_value(sub, item.get(sub.key), refs) for sub in f.fields
+                    if item.get(sub.key) is not None and sub.key != f.item_title]
+            parts.append(f"{title or f'{f.item_label} {i + 1}'}: " + "; ".join(bits))
+        return " | ".join(parts)
+    return display_value(f, value, refs) if f.type != "longtext" else str(value)
+
+
+def diff(template: Template, before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
+    """Field-by-field changes between two snapshots of a note."""
+    from .modality.answers import ref_titles
+
+    old, new = before.get("answers", {}), after.get("answers", {})
+    refs = {**ref_titles(template, old), **ref_titles(template, new)}
+    changes = []
+    for f in template.fields:
+        if old.get(f.key) != new.get(f.key):
+            changes.append(Change(f.label, _show(template, f.key, old.get(f.key), refs),
+                                  _show(template, f.key, new.get(f.key), refs)))
+    if before.get("state") != after.get("state"):
+        changes.append(Change("Note state", str(before.get("state")), str(after.get("state"))))
+    old_add = {a["id"] for a in before.get("addenda", [])}
+    for add in after.get("addenda", []):
+        if add["id"] not in old_add:
+            changes.append(Change("New addendum", "—", add["body"]))
+    return changes

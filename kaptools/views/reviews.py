@@ -1,0 +1,129 @@
+"""Supervision in the browser: submit, queue, review page, comments and decisions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import audit, notes, reviews
+from ..extensions import db
+from ..modality.answers import compute_scores
+from ..models import Review, ReviewStatus, User
+from ..textcheck import text_problem
+from ..web import current_scope
+from .notes import template_of
+
+bp = Blueprint("reviews", __name__)
+
+
+def _review_or_404(review_id: int) -> Review:
+    review = db.session.get(Review, review_id)
+    if review is None or review.note_id is None or not reviews.visible(current_scope(), review):
+        abort(404)
+    return review
+
+
+@bp.post("/notes/<int:note_id>/submit")
+def submit(note_id: int):
+    """Send a note to a current supervisor for review."""
+    note = current_scope().writable_note(note_id)
+    try:
+        reviews.submit_note(note, current_user, request.form.get("reviewer_id", type=int) or 0)
+    except reviews.ReviewError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("notes.note", note_id=note.id))
+    db.session.commit()
+    flash("Sent for review. You will see your supervisor's comments on your start page.",
+          "success")
+    return redirect(url_for("notes.note", note_id=note.id))
+
+
+def _parse_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@bp.get("/reviews")
+def queue():
+    """The supervisor's review queue, filtered by supervisee, status and date."""
+    scope = current_scope()
+    filters = reviews.QueueFilter(
+        supervisee_id=request.args.get("supervisee", type=int),
+        status=request.args.get("status") if request.args.get("status") in
+        {s.value for s in ReviewStatus} else None,
+        since=_parse_date(request.args.get("since")),
+        until=_parse_date(request.args.get("until")))
+    found = reviews.queue(scope, filters)
+    supervisee_ids = db.session.scalars(scope.supervisee_ids()).all()
+    supervisees = db.session.scalars(select(User).where(User.id.in_(supervisee_ids))
+                                     .order_by(User.display_name)).all()
+    mine = db.session.scalars(select(Review).where(Review.submitted_by_id == current_user.id)
+                              .order_by(Review.submitted_at.desc()).limit(50)).all()
+    return render_template("reviews/queue.html", reviews=found, filters=filters,
+                           supervisees=supervisees, statuses=list(ReviewStatus),
+                           submitted=[r for r in mine if reviews.visible(scope, r)])
+
+
+@bp.get("/reviews/<int:review_id>")
+def review(review_id: int):
+    """Read a submitted note with its comments, the changes since last round, and actions."""
+    found = _review_or_404(review_id)
+    note = current_scope().note(found.note_id)
+    template = template_of(note)
+    rounds = reviews.note_reviews(note)
+    earlier = [r for r in rounds if r.round < found.round]
+    changes = reviews.diff(template, earlier[-1].snapshot, found.snapshot) if earlier else None
+    audit.record("review.viewed", obj=found, client_code=note.session.course.client.code)
+    db.session.commit()
+    return render_template(
+        "reviews/review.html", review=found, note=note, template=template,
+        answers=found.snapshot.get("answers", {}), current=note.answers,
+        comments=reviews.comments_by_field(found), changes=changes, rounds=rounds,
+        is_reviewer=found.reviewer_id == current_user.id,
+        scores=compute_scores(template, found.snapshot.get("answers", {})),
+        hash_check=notes.verify_hash(note))
+
+
+@bp.post("/reviews/<int:review_id>/comments")
+def add_comment(review_id: int):
+    """Comment on one field of the note, or on the note as a whole."""
+    found = _review_or_404(review_id)
+    if found.reviewer_id != current_user.id:
+        abort(403)
+    body = (request.form.get("body") or "").strip()
+    if not body or text_problem(body) or len(body) > 4000:
+        flash("Write a comment (up to 4000 characters) before sending it.", "error")
+        return redirect(url_for(".review", review_id=found.id))
+    try:
+        reviews.comment(found, current_user, request.form.get("field_key") or None, body)
+    except reviews.ReviewError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for(".review", review_id=found.id))
+    db.session.commit()
+    flash("Comment added.", "success")
+    return redirect(url_for(".review", review_id=found.id) + "#comments")
+
+
+@bp.post("/reviews/<int:review_id>/<any(return, approve, cosign):action>")
+def decide(review_id: int, action: str):
+    """Return for revision, approve, or co-sign."""
+    found = _review_or_404(review_id)
+    if found.reviewer_id != current_user.id:
+        abort(403)
+    try:
+        reviews.decide(found, current_user, action)
+    except reviews.ReviewError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for(".review", review_id=found.id))
+    db.session.commit()
+    flash({"return": "Returned to the therapist for revision.", "approve": "Approved.",
+           "cosign": "Co-signed."}[action], "success")
+    return redirect(url_for(".queue"))
