@@ -78,7 +78,8 @@ def test_the_whole_review_cycle(app, world):
     dash = maya.get("/").get_data(as_text=True)
     assert "Returned by your supervisor" in dash and "3 comments" in dash
     editor = maya.get(url).get_data(as_text=True)
-    assert editor.index("Add the positive review from June.") > editor.index('id="evidence_against"')
+    field_at = editor.index('id="evidence_against"')
+    assert editor.index("Add the positive review from June.") > field_at
     assert "Use the client&#39;s own words here." in editor
 
     # Revise, sign, resubmit; the supervisor sees what changed.
