@@ -1,0 +1,98 @@
+"""A supervisor and a therapist complete a review cycle in the browser."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from kaptools.extensions import db
+from kaptools.models import Review
+from kaptools.timeutil import today
+from tests import factories
+from tests.browser.conftest import shot, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def world(app):
+    with app.app_context():
+        maya = factories.user("maya")
+        ruth = factories.user("ruth", role="supervisor")
+        ids = factories.client_with_course(maya)
+        factories.supervise(ruth, maya, starts=today() - timedelta(days=30))
+        return ids
+
+
+def latest(app, note_id):
+    with app.app_context():
+        db.session.remove()
+        return db.session.scalar(select(Review).where(Review.note_id == note_id)
+                                 .order_by(Review.round.desc()))
+
+
+def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chromium, world):
+    base = live_server
+    therapist = chromium.new_context(viewport={"width": 768, "height": 1024}).new_page()
+    supervisor = chromium.new_context(viewport={"width": 768, "height": 1024}).new_page()
+    sign_in(therapist, base, "maya", factories.PASSWORD)
+    sign_in(supervisor, base, "ruth", factories.PASSWORD)
+    note_url = f"{base}/notes/{world['note']}"
+
+    # Therapist submits the draft.
+    therapist.goto(note_url)
+    therapist.click("button:has-text('Send for review')")
+    therapist.wait_for_selector("text=Sent for review")
+
+    # Supervisor: queue → review page → two field comments → return.
+    supervisor.goto(base + "/")
+    supervisor.click("section:has-text('Waiting for your review') a")
+    for key, body in [("evidence_against", "Add the positive review from June."),
+                      ("balanced_thought", "Use the client's own words here.")]:
+        supervisor.locator(f"details:has(#c-{key}) summary").click()
+        supervisor.fill(f"#c-{key}", body)
+        supervisor.locator(f"details:has(#c-{key}) button").click()
+        supervisor.wait_for_selector("text=Comment added.")
+    shot(supervisor, "review-commented")
+    supervisor.click("button:has-text('Return for revision')")
+    supervisor.wait_for_selector("text=Returned to the therapist")
+
+    # Therapist: dashboard → note with comments next to the fields → revise → sign.
+    therapist.goto(base + "/")
+    therapist.click("section:has-text('Returned by your supervisor') a")
+    assert therapist.locator(".review-comments:has-text('positive review from June')").is_visible()
+    shot(therapist, "editor-with-comments")
+    therapist.fill("#evidence_against", "Last review was positive, and the June review too.")
+    therapist.fill("#balanced_thought", "My manager writes short emails to everyone.")
+    therapist.click("button:has-text('Save and sign')")
+    therapist.wait_for_selector("text=Note signed.")
+    therapist.click("button:has-text('Send for review')")
+    therapist.wait_for_selector("text=Sent for review")
+
+    # Supervisor: the diff between rounds, then co-sign.
+    second = latest(app, world["note"])
+    assert second.round == 2
+    supervisor.goto(f"{base}/reviews/{second.id}")
+    changes = supervisor.locator("#changes")
+    assert "June review too" in changes.inner_text()
+    assert "Note state" in changes.inner_text()
+    shot(supervisor, "review-diff")
+    supervisor.click("button:has-text('Co-sign')")
+    supervisor.wait_for_selector("text=Co-signed.")
+    assert latest(app, world["note"]).status == "cosigned"
+
+    # The PDF carries the co-signature.
+    response = therapist.request.get(f"{base}/sessions/{world['integration']}/documents/"
+                                     "summary.pdf")
+    assert response.ok
+    text = re.sub(r"\s+", " ", " ".join(
+        p.extract_text() for p in PdfReader(io.BytesIO(response.body())).pages))
+    assert "Co-signed by Ruth" in text
+    therapist.goto(note_url)
+    assert therapist.locator("text=Co-signed by Ruth").is_visible()
+    shot(therapist, "note-cosigned")
