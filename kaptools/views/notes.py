@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
 
@@ -25,6 +28,7 @@ from ..textcheck import text_problem
 from ..web import current_scope
 
 bp = Blueprint("notes", __name__)
+log = logging.getLogger("kaptools.notes")
 
 
 def found_signatures(note: Note) -> list[Signature]:
@@ -122,6 +126,7 @@ def _review_context(found: Note) -> dict:
 
 
 def _save(found: Note, template):
+    note_id = found.id
     action = request.form.get("action", "save")
     signing = action == "sign"
     form = build_form(template, formdata=request.form)
@@ -144,6 +149,18 @@ def _save(found: Note, template):
         except StaleDataError:
             db.session.rollback()
             return _conflict(db.session.get(Note, found.id), template, form)
+        except SQLAlchemyError:
+            # Database locked, down or full: nothing was stored, and nothing typed is lost.
+            log.exception("saving note %s failed", note_id)
+            db.session.rollback()
+            add_blank_rows(form)
+            current = db.session.get(Note, note_id)
+            return render_template(
+                "notes/edit.html", note=current, template=template,
+                form=form, scores=[], form_message=(
+                    "The note could not be saved just now: the database did not respond. "
+                    "Nothing was lost — everything you typed is still here. Try saving again "
+                    "in a moment."), **_review_context(current)), 503
         if signing:
             flash("Note signed. It is now locked; corrections go in an addendum.", "success")
         else:
@@ -178,10 +195,16 @@ def autosave(note_id: int):
     try:
         row = notes.autosave(found, current_user, list(request.form.items(multi=True)),
                              request.form.get("note_version", type=int))
+        db.session.commit()
     except notes.NoteLocked:
         db.session.rollback()
         return jsonify(status="locked", message="This note is signed; nothing was saved."), 409
-    db.session.commit()
+    except SQLAlchemyError:
+        log.exception("autosave of note %s failed", note_id)
+        db.session.rollback()
+        return jsonify(status="unavailable",
+                       message="Not saved yet: the database did not respond. Your text is "
+                               "kept in this page; retrying."), 503
     return jsonify(status="saved", saved_at=row.saved_at.isoformat(),
                    conflict=row.base_version != found.version)
 

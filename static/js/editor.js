@@ -277,6 +277,10 @@
         var when = new Date(res.data.saved_at);
         say("Autosaved " + when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) +
             (res.data.conflict ? " — the note was saved elsewhere; you will be asked which version to keep" : ""), "ok");
+      } else if (res.status === 503) {
+        stash();
+        say(res.data.message || "Not saved yet; retrying…", "warn");
+        schedule(10000);
       } else {
         say(res.data.message || "Not saved.", "warn");
       }
