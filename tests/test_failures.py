@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from kaptools.extensions import db
-from kaptools.models import Note
 from kaptools.modality.registry import builtin_dir, load_registry
+from kaptools.models import Note
 from tests import factories
 from tests.conftest import PG_URL, Browser
 from tests.notes_helpers import form_payload, new_note

@@ -99,34 +99,28 @@ class ScaleField(RadioField):
             raise v.StopValidation(self._message())
 
 
-class OptionalRadioField(RadioField):
+class _MayBeUnanswered:
+    """A choice that may be left empty; anything not offered gets a plain message."""
+
+    def process_formdata(self, valuelist):
+        if not valuelist or valuelist[0] == "":
+            self.data = None
+            return
+        super().process_formdata(valuelist)
+
+    def pre_validate(self, form):
+        if self.data is None:
+            return
+        if self.data not in {c.value for c in self.choices}:
+            raise v.StopValidation("Choose one of the options shown.")
+
+
+class OptionalRadioField(_MayBeUnanswered, RadioField):
     """A radio group that may be left unanswered."""
 
-    def process_formdata(self, valuelist):
-        if not valuelist or valuelist[0] == "":
-            self.data = None
-            return
-        super().process_formdata(valuelist)
 
-    def pre_validate(self, form):
-        if self.data is None:
-            return
-        if self.data not in {c.value for c in self.choices}:
-            raise v.StopValidation("Choose one of the options shown.")
-
-
-class OptionalSelectField(SelectField):
-    def process_formdata(self, valuelist):
-        if not valuelist or valuelist[0] == "":
-            self.data = None
-            return
-        super().process_formdata(valuelist)
-
-    def pre_validate(self, form):
-        if self.data is None:
-            return
-        if self.data not in {c.value for c in self.choices}:
-            raise v.StopValidation("Choose one of the options shown.")
+class OptionalSelectField(_MayBeUnanswered, SelectField):
+    """A drop-down that may be left unanswered."""
 
 
 class RefField(SelectField):

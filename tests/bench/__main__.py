@@ -32,18 +32,16 @@ def main() -> None:
     from sqlalchemy import select
     from weasyprint import HTML
 
-    from kaptools import create_app, documents
+    from kaptools import documents
     from kaptools.demo import load_demo
     from kaptools.extensions import db
     from kaptools.models import Course
     from kaptools.pdf import BASE_URL, CACHE, StaticOnlyFetcher, font_config, html_to_pdf
     from kaptools.resources import resource_dir
+    from tests.bench.data import bench_app
 
     tmp = tempfile.mkdtemp(prefix="kaptools-bench-")
-    app = create_app({"INSTANCE_PATH": tmp, "SECRET_KEY": "bench",
-                      "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.sqlite3'}",
-                      "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_TIME_COST": 1,
-                      "ARGON2_PARALLELISM": 1})
+    app = bench_app(tmp)
     with app.test_request_context():
         db.create_all()
         load_demo()

@@ -45,3 +45,15 @@ def make_course(therapist: User, sessions: int, code: str) -> Course:
             notes.sign(note, therapist)
     db.session.commit()
     return course
+
+
+def bench_app(folder: str):
+    """An app on a fresh SQLite file in ``folder`` (cheap password hashing)."""
+    from pathlib import Path
+
+    from kaptools import create_app
+
+    return create_app({"INSTANCE_PATH": folder, "SECRET_KEY": "bench",
+                       "DATABASE_URL": f"sqlite:///{Path(folder) / 'bench.sqlite3'}",
+                       "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_TIME_COST": 1,
+                       "ARGON2_PARALLELISM": 1})

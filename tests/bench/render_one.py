@@ -11,23 +11,19 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 
 def main(sessions: int) -> None:
     from pypdf import PdfReader
 
-    from kaptools import create_app, documents
+    from kaptools import documents
     from kaptools.extensions import db
     from kaptools.models import User
     from kaptools.passwords import hash_password
-    from tests.bench.data import make_course
+    from tests.bench.data import bench_app, make_course
 
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app({"INSTANCE_PATH": tmp, "SECRET_KEY": "bench",
-                          "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.sqlite3'}",
-                          "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_TIME_COST": 1,
-                          "ARGON2_PARALLELISM": 1})
+        app = bench_app(tmp)
         with app.test_request_context():
             db.create_all()
             therapist = User(username="bench", display_name="Bench Therapist", role="therapist",
