@@ -30,6 +30,8 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(modalities_group)
     app.cli.add_command(render_command)
     app.cli.add_command(audit_group)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
 
 
 def upgrade_database() -> None:
@@ -207,3 +209,51 @@ def audit_verify() -> None:
     click.echo(f"Audit chain BROKEN at event {report.broken_id}: {report.problem}. "
                f"{report.checked} events before it verified.", err=True)
     raise click.exceptions.Exit(1)
+
+
+@click.command("backup")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def backup_command(output: Path) -> None:
+    """Take an online backup with the database's own tool (SQLite backup API, pg_dump)."""
+    import sqlite3
+    import subprocess
+
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite":
+        if output.exists():
+            raise click.ClickException(f"{output} exists; choose a new file")
+        raw = db.engine.raw_connection()
+        try:
+            target = sqlite3.connect(output)
+            with target:
+                raw.driver_connection.backup(target)
+            target.close()
+        finally:
+            raw.close()
+    elif url.get_backend_name() == "postgresql":
+        plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        subprocess.run(["pg_dump", "--format=custom", f"--file={output}", plain], check=True)
+    else:
+        raise click.ClickException(f"no backup method for {url.get_backend_name()}")
+    output.chmod(0o600)
+    click.echo(f"Backup written to {output}")
+
+
+@click.command("restore")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Confirm replacing the current SQLite database.")
+@with_appcontext
+def restore_command(source: Path, yes: bool) -> None:
+    """Replace the SQLite database with a backup (stop the app first). PostgreSQL: pg_restore."""
+    import sqlite3
+
+    if db.engine.url.get_backend_name() != "sqlite":
+        raise click.ClickException("for PostgreSQL use: pg_restore --clean --dbname=URL FILE")
+    if not yes:
+        raise click.ClickException("this replaces every record; add --yes to confirm")
+    db.session.remove()
+    db.engine.dispose()
+    with sqlite3.connect(source) as backup, sqlite3.connect(db.engine.url.database) as live:
+        backup.backup(live)
+    click.echo(f"Restored {db.engine.url.database} from {source}")

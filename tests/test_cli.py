@@ -101,3 +101,31 @@ def test_default_database_is_sqlite_in_the_instance_folder(monkeypatch, tmp_path
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
     close_app(app)
+
+
+def test_backup_and_restore_round_trip(databases, tmp_path):
+    import pytest
+
+    from kaptools.models import Client
+
+    if databases.dialect != "sqlite":
+        pytest.skip("pg_dump/pg_restore are exercised by hand; this test drives SQLite's API")
+    app = _fresh_app(databases, tmp_path)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["demo", "--no-serve"])
+    backup = tmp_path / "backup.sqlite3"
+    result = runner.invoke(args=["backup", str(backup)])
+    assert result.exit_code == 0, result.output
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"
+    with app.app_context():
+        before = db.session.scalar(select(func.count(Client.id)))
+        db.session.add(Client(therapist_id=1, code="KT-LOST"))
+        db.session.commit()
+    assert runner.invoke(args=["restore", str(backup)]).exit_code != 0  # needs --yes
+    result = runner.invoke(args=["restore", str(backup), "--yes"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Client.id))) == before
+        assert db.session.scalar(select(Client).where(Client.code == "KT-LOST")) is None
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+    close_app(app)
