@@ -60,6 +60,7 @@ def load_session_user(token: str) -> User | None:
         audit.record("session.expired", user=user, obj=user)
         db.session.commit()
         session["expired"] = True
+        session["expired_uid"] = user.id  # text carried through sign-in is theirs alone
         return None
     if now - auth.last_seen_at > _TOUCH_INTERVAL:
         auth.last_seen_at = now
@@ -114,3 +115,34 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+# Carrying a note's text through sign-in after a timeout -------------------------
+
+CARRY_SALT = "kaptools-carry"
+CARRY_MAX_AGE = 3600
+CARRY_SKIP = frozenset({"csrf_token", "action", "carry_name", "carry_value", "carry_to",
+                        "carry_token"})
+
+
+def _carry_serializer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CARRY_SALT)
+
+
+def carry_token(user_id: int, path: str) -> str:
+    return _carry_serializer().dumps({"uid": user_id, "to": path})
+
+
+def carry_allowed(token: str | None, user: User, path: str | None) -> bool:
+    """True only for the same user, the same note address, within the hour."""
+    from itsdangerous import BadSignature
+
+    if not token or not path:
+        return False
+    try:
+        data = _carry_serializer().loads(token, max_age=CARRY_MAX_AGE)
+    except BadSignature:
+        return False
+    return data.get("uid") == user.id and data.get("to") == path

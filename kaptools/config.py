@@ -25,9 +25,15 @@ DEFAULTS: dict[str, object] = {
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # Secure is added automatically for HTTPS requests; set true to insist on it.
     "SESSION_COOKIE_SECURE": False,
+    # Set true behind one TLS-terminating reverse proxy (trusts X-Forwarded-Proto/For).
+    "BEHIND_PROXY": False,
     "SESSION_COOKIE_NAME": "kaptools_session",
     "WTF_CSRF_TIME_LIMIT": None,
+    # Pages send no Referer (Referrer-Policy: no-referrer), so Flask-WTF's HTTPS referrer
+    # check would refuse every form; the token plus SameSite cookies carry the protection.
+    "WTF_CSRF_SSL_STRICT": False,
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     # Practices set their own vitals thresholds; these are placeholders to edit.
     "VITALS_THRESHOLDS": {

@@ -146,6 +146,7 @@ def sign(note: Note, signer: User) -> Signature:
     signature = Signature(note_id=note.id, signer_id=signer.id, kind="author", signed_at=now,
                           content_hash=digest)
     db.session.add(signature)
+    discard_autosave(note)  # unsaved editor state has no place beside a signed note
     db.session.flush()
     audit.record("note.signed", obj=note, client_code=note.session.course.client.code,
                  detail={"hash": digest})

@@ -64,7 +64,11 @@ def sign_blocker(note: Note, author: User) -> str | None:
         return None
     reviews = note_reviews(note)
     if reviews and reviews[-1].status == ReviewStatus.APPROVED:
-        return None
+        # The approval covers exactly the version the supervisor read.
+        if reviews[-1].snapshot.get("version") == note.version:
+            return None
+        return ("The note changed after your supervisor approved it: send it for review again "
+                "and sign it once the new version is approved.")
     return ("Your supervision requires approval before signing: submit this note for review "
             "and sign it once your supervisor has approved it.")
 
@@ -134,6 +138,10 @@ def decide(review: Review, supervisor: User, action: str) -> Signature | None:
         check = verify_hash(note)
         if check is None or not check.ok:
             raise ReviewError("The note does not match its signed hash; it cannot be co-signed.")
+        if review.snapshot.get("content_hash") != note.content_hash:
+            raise ReviewError("The note was signed or changed after it was submitted, so what "
+                              "you read is not what would be co-signed. Return it and ask for "
+                              "the signed version to be sent again.")
         now = utcnow()
         digest = hashlib.sha256(canonical_json({
             "note_hash": content_hash(note), "cosigner_id": supervisor.id,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Response, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
 
 from .extensions import csrf, login_manager
 
@@ -22,8 +23,23 @@ CSP = "; ".join(
 )
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        configured = bool(app.config["SESSION_COOKIE_SECURE"])
+        return configured or (has_request_context() and request.is_secure)
+
+
 def init_app(app: Flask) -> None:
     from . import auth  # noqa: F401  (registers the user loader)
+
+    app.session_interface = SessionInterface()
+    if app.config.get("BEHIND_PROXY"):
+        # Trust one reverse proxy's X-Forwarded-Proto/For, so HTTPS is recognised.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
 
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -42,6 +58,8 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if request.endpoint != "static":
         # Clinical pages and PDFs must never sit in a shared or browser cache.
         headers["Cache-Control"] = "no-store"

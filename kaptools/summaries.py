@@ -217,8 +217,8 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
             template = registry.get(note.modality, note.template_version)
             if template is None:
                 continue
-            if kind == HANDOUT and note.state == NoteState.ENTERED_IN_ERROR:
-                continue
+            if kind == HANDOUT and note.state != NoteState.SIGNED:
+                continue  # clients take home only what the therapist has signed
             block = _note_block(note, template, kind)
             if kind == HANDOUT and not block.answers:
                 continue

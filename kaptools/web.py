@@ -88,12 +88,20 @@ JSON_ENDPOINTS = frozenset({"notes.autosave", "notes.preview"})
 
 
 def _carry_to_login():
+    from flask import session
+
+    from .auth import CARRY_SKIP, carry_token
     from .forms import LoginForm
 
-    carried = [(k, v) for k, v in request.form.items(multi=True) if k != "csrf_token"]
     form = LoginForm(formdata=None)
+    expired_uid = session.get("expired_uid")
+    if expired_uid is None:
+        # Nobody's session just ended here: there is no one to hand the text back to.
+        return login_manager.unauthorized()
+    carried = [(k, v) for k, v in request.form.items(multi=True) if k not in CARRY_SKIP]
     return render_template("auth/login.html", form=form, carried=carried,
-                           carry_to=request.path), 401
+                           carry_to=request.path,
+                           carry_token=carry_token(expired_uid, request.path)), 401
 
 
 def _render_error(code: int, detail: str | None = None):

@@ -176,3 +176,18 @@ def test_oversize_request_gets_a_friendly_page(browser, maya):
     resp = browser.post("/clients/new", {"code": "x" * (3 * 1024 * 1024)})
     assert resp.status_code == 413
     assert "larger than kaptools accepts" in resp.get_data(as_text=True)
+
+
+def test_https_requests_get_a_secure_cookie_and_hsts(app, maya):
+    client = app.test_client()
+    page = client.get("/login", base_url="https://kaptools.example")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    from tests.conftest import csrf_from
+
+    resp = client.post("/login", base_url="https://kaptools.example",
+                       data={"csrf_token": csrf_from(page.get_data(as_text=True)),
+                             "username": "maya", "password": factories.PASSWORD})
+    assert resp.status_code == 302
+    assert "Secure" in resp.headers["Set-Cookie"]
+    plain = app.test_client().get("/login")
+    assert "Strict-Transport-Security" not in plain.headers

@@ -101,8 +101,10 @@ def test_a_note_posted_after_timeout_survives_sign_in(app, editor):
 
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or \
         re.search(r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', page)
+    carry_token = re.search(r'name="carry_token" value="([^"]+)"', page).group(1)
+    assert 'name="carry_name" value="action"' not in page  # the button is never carried
     data = [("csrf_token", token.group(1)), ("username", "maya"),
-            ("password", factories.PASSWORD), ("carry_to", url)]
+            ("password", factories.PASSWORD), ("carry_to", url), ("carry_token", carry_token)]
     data += [("carry_name", Markup(n).unescape()) for n in names]
     data += [("carry_value", Markup(v).unescape()) for v in values]
     from werkzeug.datastructures import MultiDict
@@ -118,3 +120,33 @@ def test_a_note_posted_after_timeout_survives_sign_in(app, editor):
     with app.app_context():
         note = db.session.get(Note, int(url.rsplit("/", 1)[1]))
         assert note.answers["situation"] == "Written while the session expired"
+
+
+def test_carried_text_is_never_handed_to_another_account(app, editor):
+    browser, url = editor
+    with app.app_context():
+        factories.user("tomas")
+        for auth in db.session.scalars(select(AuthSession)):
+            auth.last_seen_at = utcnow() - timedelta(hours=1)
+        db.session.commit()
+    secret = {**TEMPLATE.sample, "situation": "Only Maya may get this back"}
+    page = browser.post(url, form_payload(TEMPLATE, secret, action="sign")).get_data(as_text=True)
+    import re
+
+    from werkzeug.datastructures import MultiDict
+
+    fields = MultiDict(re.findall(r'<input type="hidden" name="(carry_[a-z]+)" value="([^"]*)">',
+                                  page))
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    data = MultiDict([("csrf_token", token), ("username", "tomas"),
+                      ("password", factories.PASSWORD)])
+    for key, value in fields.items(multi=True):
+        data.add(key, value)
+    resp = browser.client.post("/login", data=data)
+    assert resp.status_code == 302
+    landing = browser.client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Only Maya may get this back" not in landing
+    assert "was discarded" in landing
+    with app.app_context():
+        note = db.session.get(Note, int(url.rsplit("/", 1)[1]))
+        assert note.state == "draft" and note.answers == {}

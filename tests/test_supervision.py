@@ -276,3 +276,39 @@ def test_admins_search_the_audit_trail(app, world):
     assert page.status_code == 200 and "client.viewed" in body and "KT-0001" in body
     assert "login.failed" not in body
     assert browser_for(app, "maya").get("/admin/audit").status_code == 404
+
+
+def test_an_approval_covers_only_the_version_that_was_read(app, world):
+    with app.app_context():
+        rel = db.session.scalar(select(SupervisionRelationship).where(
+            SupervisionRelationship.supervisor_id == world["ruth"]))
+        rel.review_mode = "approve_before_signing"
+        db.session.commit()
+    maya, ruth = browser_for(app, "maya"), browser_for(app, "ruth")
+    submit(maya, world["note"], world["ruth"])
+    ruth.post(f"/reviews/{latest_review(app, world['note']).id}/approve")
+    changed = {k: v for k, v in CBT.sample.items() if k != "process_notes"}
+    changed["balanced_thought"] = "Written after the approval"
+    resp = maya.post(f"/notes/{world['note']}", form_payload(CBT, changed, action="sign"))
+    assert resp.status_code == 422
+    assert "changed after your supervisor approved it" in resp.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Note, world["note"]).state == "draft"
+
+
+def test_a_cosignature_covers_only_what_was_submitted(app, world):
+    maya, ruth = browser_for(app, "maya"), browser_for(app, "ruth")
+    submit(maya, world["note"], world["ruth"])  # submitted as a draft
+    sample = {k: v for k, v in CBT.sample.items() if k != "process_notes"}
+    maya.post(f"/notes/{world['note']}", form_payload(CBT, {**sample, "situation": "Changed"},
+                                                      action="sign"))
+    review = latest_review(app, world["note"])
+    resp = ruth.post(f"/reviews/{review.id}/cosign")
+    assert resp.status_code == 302
+    assert "what you read is not what would be co-signed" in \
+        ruth.get(resp.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        kinds = db.session.scalars(select(Signature.kind).where(
+            Signature.note_id == world["note"])).all()
+        assert kinds == ["author"]
+        assert db.session.get(Review, review.id).status == "submitted"

@@ -9,6 +9,7 @@ from .. import audit
 from ..auth import (
     LOGIN_FAILED,
     authenticate,
+    carry_allowed,
     end_all_sessions,
     end_session,
     is_throttled,
@@ -36,7 +37,8 @@ def login():
     carried = list(zip(request.form.getlist("carry_name"), request.form.getlist("carry_value"),
                        strict=False))
     carry_to = safe_next(request.form.get("carry_to"))
-    page = {"carried": carried, "carry_to": carry_to}
+    page = {"carried": carried, "carry_to": carry_to,
+            "carry_token": request.form.get("carry_token")}
     if form.validate_on_submit():
         username = form.username.data.lower()
         address = audit.client_address()
@@ -58,8 +60,13 @@ def login():
         audit.record("login", user=user, obj=user)
         db.session.commit()
         login_user(user)
-        if carry_to:
-            return render_template("auth/resume.html", **page)
+        if carry_to and carried:
+            if carry_allowed(page["carry_token"], user, carry_to):
+                return render_template("auth/resume.html", **page)
+            audit.record("carry.discarded", user=user, obj=user)
+            db.session.commit()
+            flash("Text left on this page by another account's expired session was discarded.",
+                  "info")
         return redirect(destination or url_for("main.dashboard"))
     if expired and request.method == "GET":
         flash("You were signed out after a period of inactivity. Sign in again to continue.",

@@ -31,6 +31,10 @@ bp = Blueprint("notes", __name__)
 log = logging.getLogger("kaptools.notes")
 
 
+class SignBlocked(Exception):
+    """Signing must wait for a supervisor's approval of this version."""
+
+
 def found_signatures(note: Note) -> list[Signature]:
     return list(db.session.scalars(select(Signature).where(Signature.note_id == note.id)
                                    .order_by(Signature.signed_at)))
@@ -132,23 +136,27 @@ def _save(found: Note, template):
     form = build_form(template, formdata=request.form)
     ok = validate_note(form, complete=signing)
     expected = request.form.get("note_version", type=int)
-    blocker = reviews.sign_blocker(found, current_user) if signing else None
-    if ok and blocker:
-        ok = False
-        form.form_errors_extra = [blocker]
     if ok:
         record, private = collect(form)
         try:
             notes.save_answers(found, current_user, record, private, expected)
+            # Checked after saving: an approval covers only the version that was read.
+            if signing and (blocker := reviews.sign_blocker(found, current_user)):
+                raise SignBlocked(blocker)
             if signing:
                 notes.sign(found, current_user)
             db.session.commit()
+        except SignBlocked as blocked:
+            db.session.rollback()
+            found = db.session.get(Note, note_id)
+            form.form_errors_extra = [str(blocked)]
+            ok = False
         except notes.NoteConflict:
             db.session.rollback()
             return _conflict(found, template, form)
         except StaleDataError:
             db.session.rollback()
-            return _conflict(db.session.get(Note, found.id), template, form)
+            return _conflict(db.session.get(Note, note_id), template, form)
         except SQLAlchemyError:
             # Database locked, down or full: nothing was stored, and nothing typed is lost.
             log.exception("saving note %s failed", note_id)
@@ -161,11 +169,12 @@ def _save(found: Note, template):
                     "The note could not be saved just now: the database did not respond. "
                     "Nothing was lost — everything you typed is still here. Try saving again "
                     "in a moment."), **_review_context(current)), 503
+    if ok:
         if signing:
             flash("Note signed. It is now locked; corrections go in an addendum.", "success")
         else:
             flash("Draft saved.", "success")
-        return redirect(url_for(".note", note_id=found.id))
+        return redirect(url_for(".note", note_id=note_id))
     add_blank_rows(form)
     errors = list(iter_errors(form))
     if getattr(form, "form_errors_extra", None):
@@ -213,6 +222,8 @@ def autosave(note_id: int):
 def discard_autosave(note_id: int):
     """Throw away unsaved editor text and go back to the saved note."""
     found = current_scope().writable_note(note_id)
+    if found.author_id != current_user.id:
+        abort(403)
     notes.discard_autosave(found)
     db.session.commit()
     flash("Unsaved changes discarded; this is the last saved version.", "info")
