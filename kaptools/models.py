@@ -325,6 +325,7 @@ class Review(db.Model):
         back_populates="review", order_by="ReviewComment.id"
     )
     note: Mapped[Note | None] = relationship()
+    course: Mapped[Course | None] = relationship()
     reviewer: Mapped[User] = relationship(foreign_keys=[reviewer_id])
     submitter: Mapped[User] = relationship(foreign_keys=[submitted_by_id])
 

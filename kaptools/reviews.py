@@ -16,6 +16,7 @@ from .modality import get_registry
 from .modality.answers import display_value
 from .modality.schema import Template
 from .models import (
+    Course,
     Note,
     NoteState,
     Review,
@@ -102,6 +103,70 @@ def _code(note: Note) -> str:
     return note.session.course.client.code
 
 
+def _course_snapshot(course: Course) -> dict[str, Any]:
+    registry = get_registry()
+    notes = {}
+    for sess in course.sessions:
+        for note in sess.notes:
+            template = registry.get(note.modality, note.template_version)
+            notes[str(note.id)] = {
+                "title": template.title if template else note.modality,
+                "session": f"{sess.kind} {sess.session_date.isoformat()}",
+                "modality": note.modality, "version": note.template_version,
+                "answers": note.answers, "state": note.state,
+                "content_hash": note.content_hash}
+    return {"notes": notes}
+
+
+def course_reviews(course: Course) -> list[Review]:
+    return list(db.session.scalars(select(Review).where(Review.course_id == course.id)
+                                   .order_by(Review.round, Review.id)))
+
+
+def submit_course(course: Course, author: User, reviewer_id: int) -> Review:
+    """Send a whole course summary to a supervisor."""
+    if course.client.therapist_id != author.id:
+        raise ReviewError("Only the treating therapist can submit this course.")
+    if reviewer_id not in {s.id for s in current_supervisors(author)}:
+        raise ReviewError("Choose one of your current supervisors.")
+    previous = course_reviews(course)
+    if previous and previous[-1].status == ReviewStatus.SUBMITTED:
+        raise ReviewError("This course summary is already waiting for review.")
+    review = Review(course_id=course.id, submitted_by_id=author.id, reviewer_id=reviewer_id,
+                    status=ReviewStatus.SUBMITTED, round=len(previous) + 1,
+                    snapshot=_course_snapshot(course), submitted_at=utcnow())
+    db.session.add(review)
+    db.session.flush()
+    audit.record("review.submitted", obj=review, client_code=course.client.code,
+                 detail={"course_id": course.id, "round": review.round})
+    return review
+
+
+def review_client_code(review: Review) -> str:
+    if review.note_id is not None:
+        return _code(db.session.get(Note, review.note_id))
+    return db.session.get(Course, review.course_id).client.code
+
+
+def parse_course_anchor(review: Review, anchor: str | None) -> tuple[str | None, str | None]:
+    """'note:<id>' or 'note:<id>:<field>' → (note id, field key), checked against the review."""
+    if not anchor:
+        return None, None
+    parts = anchor.split(":")
+    if parts[0] != "note" or len(parts) not in (2, 3):
+        raise ReviewError("Comment on one of the course's notes, or leave a general comment.")
+    entry = review.snapshot.get("notes", {}).get(parts[1])
+    if entry is None:
+        raise ReviewError("That note is not part of this submission.")
+    key = parts[2] if len(parts) == 3 else None
+    if key:
+        template = get_registry().get(entry["modality"], entry["version"])
+        f = template.field(key) if template else None
+        if f is None or f.audience == "private":
+            raise ReviewError("Comment on one of the note's fields.")
+    return parts[1], key
+
+
 def _require_open(review: Review) -> None:
     if review.status != ReviewStatus.SUBMITTED:
         raise ReviewError("This review has already been decided.")
@@ -109,16 +174,20 @@ def _require_open(review: Review) -> None:
 
 def comment(review: Review, supervisor: User, field_key: str | None, body: str) -> ReviewComment:
     _require_open(review)
-    note = db.session.get(Note, review.note_id)
-    template = get_registry().get(note.modality, note.template_version)
-    if field_key and (template is None or template.field(field_key) is None
-                      or template.field(field_key).audience == "private"):
-        raise ReviewError("Comment on one of the note's fields, or leave a general comment.")
+    if review.course_id is not None:
+        parse_course_anchor(review, field_key)
+    else:
+        note = db.session.get(Note, review.note_id)
+        template = get_registry().get(note.modality, note.template_version)
+        if field_key and (template is None or template.field(field_key) is None
+                          or template.field(field_key).audience == "private"):
+            raise ReviewError("Comment on one of the note's fields, or leave a general "
+                              "comment.")
     found = ReviewComment(review=review, author_id=supervisor.id, field_key=field_key or None,
                           body=body, created_at=utcnow())
     db.session.add(found)
     db.session.flush()
-    audit.record("review.commented", obj=review, client_code=_code(note),
+    audit.record("review.commented", obj=review, client_code=review_client_code(review),
                  detail={"comment_id": found.id, "field": field_key or None})
     return found
 
@@ -126,6 +195,8 @@ def comment(review: Review, supervisor: User, field_key: str | None, body: str) 
 def decide(review: Review, supervisor: User, action: str) -> Signature | None:
     """Return for revision, approve, or co-sign (signed notes only)."""
     _require_open(review)
+    if review.course_id is not None:
+        return _decide_course(review, supervisor, action)
     note = db.session.get(Note, review.note_id)
     signature = None
     if action == "return":
@@ -142,13 +213,7 @@ def decide(review: Review, supervisor: User, action: str) -> Signature | None:
             raise ReviewError("The note was signed or changed after it was submitted, so what "
                               "you read is not what would be co-signed. Return it and ask for "
                               "the signed version to be sent again.")
-        now = utcnow()
-        digest = hashlib.sha256(canonical_json({
-            "note_hash": content_hash(note), "cosigner_id": supervisor.id,
-            "review_id": review.id, "at": now.isoformat()}).encode()).hexdigest()
-        signature = Signature(note_id=note.id, signer_id=supervisor.id, kind="cosign",
-                              signed_at=now, content_hash=digest)
-        db.session.add(signature)
+        signature = _cosign(note, supervisor, review)
         review.status = ReviewStatus.COSIGNED
     else:
         raise ReviewError("Unknown review action.")
@@ -157,6 +222,44 @@ def decide(review: Review, supervisor: User, action: str) -> Signature | None:
     audit.record(f"review.{review.status}", obj=review, client_code=_code(note),
                  detail={"note_id": note.id, "round": review.round})
     return signature
+
+
+def _cosign(note: Note, supervisor: User, review: Review) -> Signature:
+    now = utcnow()
+    digest = hashlib.sha256(canonical_json({
+        "note_hash": content_hash(note), "cosigner_id": supervisor.id,
+        "review_id": review.id, "at": now.isoformat()}).encode()).hexdigest()
+    signature = Signature(note_id=note.id, signer_id=supervisor.id, kind="cosign",
+                          signed_at=now, content_hash=digest)
+    db.session.add(signature)
+    return signature
+
+
+def _decide_course(review: Review, supervisor: User, action: str) -> None:
+    """A course summary is returned, approved, or co-signed note by note."""
+    course = db.session.get(Course, review.course_id)
+    if action == "return":
+        review.status = ReviewStatus.RETURNED
+    elif action == "approve":
+        review.status = ReviewStatus.APPROVED
+    elif action == "cosign":
+        entries = review.snapshot.get("notes", {})
+        notes = [db.session.get(Note, int(note_id)) for note_id in entries]
+        for note, entry in zip(notes, entries.values(), strict=True):
+            check = verify_hash(note) if note is not None else None
+            if note is None or note.state != NoteState.SIGNED or check is None or not check.ok \
+                    or entry.get("content_hash") != note.content_hash:
+                raise ReviewError("Every note in the course must have been signed when it was "
+                                  "submitted, and be unchanged since, to co-sign the summary.")
+        for note in notes:
+            _cosign(note, supervisor, review)
+        review.status = ReviewStatus.COSIGNED
+    else:
+        raise ReviewError("Unknown review action.")
+    review.decided_at = utcnow()
+    db.session.flush()
+    audit.record(f"review.{review.status}", obj=review, client_code=course.client.code,
+                 detail={"course_id": course.id, "round": review.round})
 
 
 # ---------------------------------------------------------------------------
@@ -173,8 +276,7 @@ class QueueFilter:
 
 def queue(scope: Scope, filters: QueueFilter) -> list[Review]:
     """Reviews addressed to this supervisor whose notes they may still see."""
-    query = select(Review).where(Review.reviewer_id == scope.user.id,
-                                 Review.note_id.is_not(None))
+    query = select(Review).where(Review.reviewer_id == scope.user.id)
     if filters.supervisee_id:
         query = query.where(Review.submitted_by_id == filters.supervisee_id)
     if filters.status:
@@ -193,7 +295,10 @@ def visible(scope: Scope, review: Review) -> bool:
     from werkzeug.exceptions import NotFound
 
     try:
-        scope.note(review.note_id)
+        if review.note_id is not None:
+            scope.note(review.note_id)
+        else:
+            scope.course(review.course_id)
     except NotFound:
         return False
     return review.reviewer_id == scope.user.id or review.submitted_by_id == scope.user.id
@@ -203,12 +308,13 @@ def returned_to(user: User) -> list[Review]:
     """The user's items a supervisor returned, still waiting for a resubmission."""
     mine = db.session.scalars(select(Review).where(Review.submitted_by_id == user.id)
                               .order_by(Review.decided_at.desc()))
-    latest: dict[int, Review] = {}
+    latest: dict[tuple[str, int], Review] = {}
     for review in mine:
-        if review.note_id is not None:
-            best = latest.get(review.note_id)
-            if best is None or review.round > best.round:
-                latest[review.note_id] = review
+        subject = ("note", review.note_id) if review.note_id is not None else \
+            ("course", review.course_id)
+        best = latest.get(subject)
+        if best is None or review.round > best.round:
+            latest[subject] = review
     return [r for r in latest.values() if r.status == ReviewStatus.RETURNED]
 
 
@@ -264,4 +370,26 @@ def diff(template: Template, before: dict[str, Any], after: dict[str, Any]) -> l
     for add in after.get("addenda", []):
         if add["id"] not in old_add:
             changes.append(Change("New addendum", "—", add["body"]))
+    return changes
+
+
+def course_diff(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
+    """Changes between two submissions of a course summary, note by note."""
+    registry = get_registry()
+    old, new = before.get("notes", {}), after.get("notes", {})
+    changes: list[Change] = []
+    for note_id, entry in new.items():
+        label = f"{entry['title']} ({entry['session']})"
+        if note_id not in old:
+            changes.append(Change(label, "—", "added to the course"))
+            continue
+        template = registry.get(entry["modality"], entry["version"])
+        if template is None:
+            continue
+        for change in diff(template, old[note_id], entry):
+            changes.append(Change(f"{label}: {change.label}", change.before, change.after))
+    for note_id, entry in old.items():
+        if note_id not in new:
+            changes.append(Change(f"{entry['title']} ({entry['session']})", "present",
+                                  "no longer in the course"))
     return changes

@@ -312,3 +312,48 @@ def test_a_cosignature_covers_only_what_was_submitted(app, world):
             Signature.note_id == world["note"])).all()
         assert kinds == ["author"]
         assert db.session.get(Review, review.id).status == "submitted"
+
+
+def test_a_course_summary_goes_through_review(app, world):
+    maya, ruth = browser_for(app, "maya"), browser_for(app, "ruth")
+    course_url = f"/courses/{world['course']}"
+    maya.get(course_url)
+    assert maya.post(f"{course_url}/submit", {"reviewer_id": str(world["ruth"])}) \
+        .status_code == 302
+    with app.app_context():
+        review = db.session.scalar(select(Review).where(Review.course_id == world["course"]))
+        rid = review.id
+    queue = ruth.get("/reviews").get_data(as_text=True)
+    assert f"/reviews/{rid}" in queue and "Course summary: Intensive" in queue
+    page = ruth.get(f"/reviews/{rid}").get_data(as_text=True)
+    assert "I am going to be fired" in page and "client smiled" not in page
+    anchor = f"note:{world['note']}:situation"
+    assert ruth.post(f"/reviews/{rid}/comments", {"field_key": anchor,
+                                                  "body": "Say which Sunday."}).status_code == 302
+    bad = ruth.post(f"/reviews/{rid}/comments", {"field_key": "note:99999", "body": "x"})
+    assert "not part of this submission" in ruth.get(bad.headers["Location"]).get_data(
+        as_text=True)
+    # Co-signing needs every note signed at submission: refused for a draft.
+    ruth.post(f"/reviews/{rid}/cosign")
+    with app.app_context():
+        assert db.session.get(Review, rid).status == "submitted"
+    ruth.post(f"/reviews/{rid}/return")
+    assert "Course summary: Intensive" in maya.get("/").get_data(as_text=True)
+    # Revise (sign the note) and resubmit: the diff shows it, and now it can be co-signed.
+    sample = {k: v for k, v in CBT.sample.items() if k != "process_notes"}
+    maya.post(f"/notes/{world['note']}", form_payload(CBT, sample, action="sign"))
+    maya.get(course_url)
+    maya.post(f"{course_url}/submit", {"reviewer_id": str(world["ruth"])})
+    with app.app_context():
+        second = db.session.scalar(select(Review).where(Review.course_id == world["course"],
+                                                        Review.round == 2)).id
+    page = ruth.get(f"/reviews/{second}").get_data(as_text=True)
+    assert "Changes since round 1" in page and "Note state" in page
+    assert ruth.post(f"/reviews/{second}/cosign").status_code == 302
+    with app.app_context():
+        kinds = sorted(db.session.scalars(select(Signature.kind).where(
+            Signature.note_id == world["note"])).all())
+        assert kinds == ["author", "cosign"]
+        assert db.session.get(Review, second).status == "cosigned"
+    # Another supervisor never sees it.
+    assert browser_for(app, "sam").get(f"/reviews/{second}").status_code == 404

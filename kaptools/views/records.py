@@ -7,7 +7,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit, outcomes
+from .. import audit, outcomes, reviews
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
 from ..models import Client, Course, SessionKind, TherapySession
@@ -117,8 +117,12 @@ def course(course_id: int):
     found = scope.course(course_id)
     audit.record("course.viewed", obj=found, client_code=found.client.code)
     db.session.commit()
+    history = reviews.course_reviews(found)
     return render_template("courses/detail.html", course=found,
-                           can_edit=scope.owns(found.client))
+                           can_edit=scope.owns(found.client),
+                           supervisors=reviews.current_supervisors(current_user)
+                           if scope.owns(found.client) else [],
+                           latest_review=history[-1] if history else None)
 
 
 @bp.route("/courses/<int:course_id>/edit", methods=["GET", "POST"])

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from .. import audit, notes, reviews
 from ..extensions import db
+from ..modality import get_registry
 from ..modality.answers import compute_scores
 from ..models import Review, ReviewStatus, User
 from ..textcheck import text_problem
@@ -21,7 +22,7 @@ bp = Blueprint("reviews", __name__)
 
 def _review_or_404(review_id: int) -> Review:
     review = db.session.get(Review, review_id)
-    if review is None or review.note_id is None or not reviews.visible(current_scope(), review):
+    if review is None or not reviews.visible(current_scope(), review):
         abort(404)
     return review
 
@@ -74,6 +75,8 @@ def queue():
 def review(review_id: int):
     """Read a submitted note with its comments, the changes since last round, and actions."""
     found = _review_or_404(review_id)
+    if found.course_id is not None:
+        return _course_review(found)
     note = current_scope().note(found.note_id)
     template = template_of(note)
     rounds = reviews.note_reviews(note)
@@ -127,3 +130,37 @@ def decide(review_id: int, action: str):
     flash({"return": "Returned to the therapist for revision.", "approve": "Approved.",
            "cosign": "Co-signed."}[action], "success")
     return redirect(url_for(".queue"))
+
+
+def _course_review(found: Review):
+    course = current_scope().course(found.course_id)
+    rounds = reviews.course_reviews(course)
+    earlier = [r for r in rounds if r.round < found.round]
+    changes = reviews.course_diff(earlier[-1].snapshot, found.snapshot) if earlier else None
+    registry = get_registry()
+    entries = []
+    for note_id, entry in found.snapshot.get("notes", {}).items():
+        template = registry.get(entry["modality"], entry["version"])
+        if template is not None:
+            entries.append({"id": note_id, "entry": entry, "template": template})
+    audit.record("review.viewed", obj=found, client_code=course.client.code)
+    db.session.commit()
+    return render_template("reviews/course_review.html", review=found, course=course,
+                           entries=entries, comments=reviews.comments_by_field(found),
+                           changes=changes, is_reviewer=found.reviewer_id == current_user.id)
+
+
+@bp.post("/courses/<int:course_id>/submit")
+def submit_course(course_id: int):
+    """Send a whole course summary to a current supervisor."""
+    course = current_scope().writable_course(course_id)
+    try:
+        reviews.submit_course(course, current_user,
+                              request.form.get("reviewer_id", type=int) or 0)
+    except reviews.ReviewError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("records.course", course_id=course.id))
+    db.session.commit()
+    flash("Course summary sent for review.", "success")
+    return redirect(url_for("records.course", course_id=course.id))
