@@ -15,7 +15,7 @@ from kaptools.modality.registry import builtin_dir, load_registry
 BROKEN = Path(__file__).parent / "broken_modalities"
 BUILT_IN = ["art-script", "cbt-behavioural-experiment", "cbt-exposure-ladder",
             "cbt-thought-record", "emdr-target-set", "gad-7", "ifs-parts-map",
-            "integration-session", "kap-dosing", "phq-9"]
+            "integration-session", "kap-dosing", "pcl-5", "phq-9"]
 
 
 def test_shipped_templates_pass_the_check():
@@ -175,3 +175,19 @@ def test_the_worked_example_in_the_authors_guide_is_valid(tmp_path):
     template = registry.latest("arrival-check-in")
     assert {f.type for f in template.fields} >= {"decimal", "scale", "multichoice", "group",
                                                  "ref", "text", "longtext"}
+
+
+@pytest.mark.parametrize("values, total, band", [
+    ([0] * 20, 0, "Below"),
+    ([1] * 10 + [2] * 10, 30, "Below"),
+    ([1] * 9 + [2] * 11, 31, "At the usual cut-point"),
+    ([1] * 7 + [2] * 13, 33, "At the usual cut-point"),
+    ([1] * 6 + [2] * 14, 34, "Above"),
+    ([4] * 20, 80, "Above"),
+])
+def test_pcl5_total_and_band(values, total, band):
+    template = load_registry(builtin_dir()).latest("pcl-5")
+    (score,) = compute_scores(template, _answers(values))
+    assert (score.total, score.max_total) == (total, 80)
+    assert score.band.startswith(band)
+    assert template.field("q17").label == '17. Being "superalert" or watchful or on guard?'
