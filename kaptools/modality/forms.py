@@ -267,9 +267,7 @@ def _build_yesno(f: Field):
 def _build_date(f: Field):
     kw = _kw(f)
     kw["validators"] = [v.Optional()]
-    field = DateField(format="%Y-%m-%d", **kw)
-    field.kwargs.setdefault("render_kw", {})
-    return field
+    return DateField(format="%Y-%m-%d", **kw)
 
 
 def _build_time(f: Field):

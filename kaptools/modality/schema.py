@@ -203,7 +203,6 @@ class Shared:
 
 
 def read_toml(path: Path, problems: list[TemplateProblem]) -> dict[str, Any] | None:
-    name = path.name
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -219,7 +218,6 @@ def read_toml(path: Path, problems: list[TemplateProblem]) -> dict[str, Any] | N
         problems.append(TemplateProblem(str(path), "(file)", "is not UTF-8 text"))
     except tomllib.TOMLDecodeError as exc:
         problems.append(TemplateProblem(str(path), "(file)", f"is not valid TOML ({exc})"))
-    del name
     return None
 
 
