@@ -117,6 +117,42 @@ _INTEGRATION_MODALITIES = ["cbt-thought-record", "emdr-target-set", "ifs-parts-m
                            "art-script", "cbt-behavioural-experiment"]
 
 
+# What each integration session brought, so the demo course reads like a real arc.
+_INTEGRATION_VARIANTS = [
+    {},
+    {"themes": "A long corridor of doors; behind one, a younger self waiting on the stairs.",
+     "insights": "The part that plans everything is tired, and it is trying to keep her safe.",
+     "domain_mind": "Thank the planner out loud, then choose one task for the morning.",
+     "domain_body": "Hand on the chest for three breaths when the planning starts.",
+     "domain_relationships": "Ask a friend for a walk instead of cancelling.",
+     "domain_nature": None,
+     "practices": ["journaling", "butterfly_hug"],
+     "practice_notes": "Butterfly hug before sleep; write a line to the younger self each day."},
+    {"themes": "Weightlessness, then warmth; the word 'enough' repeating softly.",
+     "insights": "Rest is not something to earn.",
+     "domain_spirit": "Light a candle in the evening and sit for five minutes.",
+     "domain_lifestyle": "Phone off at 21:00 on weekdays.",
+     "domain_relationships": None, "domain_nature": None,
+     "practices": ["light_stream", "4_7_8_breathing"],
+     "practice_notes": "4-7-8 breathing in bed; light stream when the chest tightens."},
+    {"themes": "Driving over a wide sunlit bridge; the old fear far below like a toy car.",
+     "insights": "The memory is over; the body can learn that now.",
+     "domain_body": "A slow walk after lunch, noticing the feet.",
+     "domain_nature": "Sit by the river on Saturday and watch the water for ten minutes.",
+     "domain_mind": None, "domain_relationships": None,
+     "practices": ["5_4_3_2_1_grounding", "time_in_nature"],
+     "practice_notes": "5-4-3-2-1 grounding before driving; river walk at the weekend."},
+    {"themes": "Looking back over the week: a quieter mind, some sadness, a lot of relief.",
+     "insights": "Worry still visits, but it no longer runs the house.",
+     "domain_mind": "Keep the worry time to fifteen minutes at 18:00.",
+     "domain_relationships": "Tell my sister what changed this week.",
+     "domain_lifestyle": "Keep the Saturday river walk after the retreat ends.",
+     "domain_body": None, "domain_nature": None,
+     "practices": ["journaling", "box_breathing", "tices_log"],
+     "practice_notes": "Keep the TICES log for two weeks and bring it to the follow-up."},
+]
+
+
 def _measures(kind: str, stage: str) -> dict:
     items = _GAD7[stage] if kind == "gad-7" else _PHQ9[stage]
     answers = {f"q{i + 1}": value for i, value in enumerate(items)}
@@ -135,7 +171,8 @@ def _add_intensive_notes(plan: list[TherapySession], therapist: User) -> None:
         template = registry.latest(slug)
         if template is None:
             return None
-        record = dict(answers if answers is not None else template.sample)
+        record = {k: v for k, v in (answers if answers is not None else template.sample).items()
+                  if v is not None}
         private_keys = {f.key for f in template.fields if f.audience == "private"}
         private = {k: record.pop(k) for k in list(record) if k in private_keys}
         note = notes.create_note(sess, therapist, template, record, private)
@@ -160,7 +197,10 @@ def _add_intensive_notes(plan: list[TherapySession], therapist: User) -> None:
             add(sess, "kap-dosing", sample)
         elif sess.kind == SessionKind.INTEGRATION:
             last = sess is plan[-2]
-            add(sess, "integration-session", sign=not last)
+            integration = dict(registry.latest("integration-session").sample)
+            integration.update(_INTEGRATION_VARIANTS[integration_number
+                                                     % len(_INTEGRATION_VARIANTS)])
+            add(sess, "integration-session", integration, sign=not last)
             if integration_number < len(_INTEGRATION_MODALITIES):
                 add(sess, _INTEGRATION_MODALITIES[integration_number], sign=not last)
             if integration_number == 1:

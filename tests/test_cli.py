@@ -129,3 +129,24 @@ def test_backup_and_restore_round_trip(databases, tmp_path):
         assert db.session.scalar(select(Client).where(Client.code == "KT-LOST")) is None
     assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
     close_app(app)
+
+
+def test_demo_notes_are_valid_and_in_normal_form(databases, tmp_path):
+    from kaptools import notes
+    from kaptools.models import Note
+    from kaptools.modality import get_registry
+    from kaptools.modality.answers import round_trip, validate_answers
+
+    app = _fresh_app(databases, tmp_path)
+    app.test_cli_runner().invoke(args=["demo", "--no-serve"])
+    with app.app_context():
+        registry = get_registry()
+        all_notes = db.session.scalars(select(Note)).all()
+        assert {n.modality for n in all_notes} >= {"emdr-target-set", "ifs-parts-map",
+                                                    "cbt-thought-record", "art-script"}
+        for note in all_notes:
+            template = registry.get(note.modality, note.template_version)
+            answers = {**note.answers, **notes.private_answers(note, note.author)}
+            assert validate_answers(template, answers) == [], note.modality
+            assert round_trip(template, answers) == answers, note.modality
+    close_app(app)
