@@ -133,9 +133,9 @@ def test_backup_and_restore_round_trip(databases, tmp_path):
 
 def test_demo_notes_are_valid_and_in_normal_form(databases, tmp_path):
     from kaptools import notes
-    from kaptools.models import Note
     from kaptools.modality import get_registry
     from kaptools.modality.answers import round_trip, validate_answers
+    from kaptools.models import Note
 
     app = _fresh_app(databases, tmp_path)
     app.test_cli_runner().invoke(args=["demo", "--no-serve"])
