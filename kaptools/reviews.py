@@ -81,21 +81,29 @@ def _snapshot(note: Note) -> dict[str, Any]:
 
 
 def submit_note(note: Note, author: User, reviewer_id: int) -> Review:
+    """Send one note (draft or signed) to a supervisor."""
     if note.author_id != author.id:
         raise ReviewError("Only the note's author can submit it for review.")
-    supervisors = {s.id: s for s in current_supervisors(author)}
-    if reviewer_id not in supervisors:
+    return _open_review(author, reviewer_id, note_reviews(note), _code(note),
+                        "This note is already waiting for review.",
+                        note_id=note.id, snapshot=_snapshot(note))
+
+
+def _open_review(author: User, reviewer_id: int, previous: list[Review], client_code: str,
+                 already: str, **subject: Any) -> Review:
+    """A new round of review, addressed to one of the author's current supervisors."""
+    if reviewer_id not in {s.id for s in current_supervisors(author)}:
         raise ReviewError("Choose one of your current supervisors.")
-    previous = note_reviews(note)
     if previous and previous[-1].status == ReviewStatus.SUBMITTED:
-        raise ReviewError("This note is already waiting for review.")
-    review = Review(note_id=note.id, submitted_by_id=author.id, reviewer_id=reviewer_id,
+        raise ReviewError(already)
+    review = Review(submitted_by_id=author.id, reviewer_id=reviewer_id,
                     status=ReviewStatus.SUBMITTED, round=len(previous) + 1,
-                    snapshot=_snapshot(note), submitted_at=utcnow())
+                    submitted_at=utcnow(), **subject)
     db.session.add(review)
     db.session.flush()
-    audit.record("review.submitted", obj=review, client_code=_code(note),
-                 detail={"note_id": note.id, "round": review.round})
+    audit.record("review.submitted", obj=review, client_code=client_code,
+                 detail={"note_id": review.note_id, "course_id": review.course_id,
+                         "round": review.round})
     return review
 
 
@@ -127,19 +135,9 @@ def submit_course(course: Course, author: User, reviewer_id: int) -> Review:
     """Send a whole course summary to a supervisor."""
     if course.client.therapist_id != author.id:
         raise ReviewError("Only the treating therapist can submit this course.")
-    if reviewer_id not in {s.id for s in current_supervisors(author)}:
-        raise ReviewError("Choose one of your current supervisors.")
-    previous = course_reviews(course)
-    if previous and previous[-1].status == ReviewStatus.SUBMITTED:
-        raise ReviewError("This course summary is already waiting for review.")
-    review = Review(course_id=course.id, submitted_by_id=author.id, reviewer_id=reviewer_id,
-                    status=ReviewStatus.SUBMITTED, round=len(previous) + 1,
-                    snapshot=_course_snapshot(course), submitted_at=utcnow())
-    db.session.add(review)
-    db.session.flush()
-    audit.record("review.submitted", obj=review, client_code=course.client.code,
-                 detail={"course_id": course.id, "round": review.round})
-    return review
+    return _open_review(author, reviewer_id, course_reviews(course), course.client.code,
+                        "This course summary is already waiting for review.",
+                        course_id=course.id, snapshot=_course_snapshot(course))
 
 
 def review_client_code(review: Review) -> str:
