@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import render_template
 
+from . import pdf
 from .models import Course, TherapySession
-from .pdf import html_to_pdf
 from .summaries import HANDOUT, PRACTICE_SHEETS, Document, build_document
 
 KINDS = ("summary", "handout", "packet")
@@ -17,7 +17,7 @@ def document_html(doc: Document, links: dict[str, str] | None = None) -> str:
 
 
 def document_pdf(doc: Document, links: dict[str, str] | None = None) -> bytes:
-    return html_to_pdf(document_html(doc, links), pdf_ua=doc.kind == HANDOUT)
+    return pdf.html_to_pdf(document_html(doc, links), pdf_ua=doc.kind == HANDOUT)
 
 
 def build(kind: str, course: Course, only: TherapySession | None = None,

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select
 from . import audit
 from .access import Scope
 from .extensions import db
+from .forms import KIND_LABELS
 from .modality import get_registry
 from .modality.answers import display_value
 from .modality.schema import Template
@@ -119,7 +120,8 @@ def _course_snapshot(course: Course) -> dict[str, Any]:
             template = registry.get(note.modality, note.template_version)
             notes[str(note.id)] = {
                 "title": template.title if template else note.modality,
-                "session": f"{sess.kind} {sess.session_date.isoformat()}",
+                "session": f"{KIND_LABELS.get(sess.kind, sess.kind)} · "
+                           f"{sess.session_date:%d %b %Y}",
                 "modality": note.modality, "version": note.template_version,
                 "answers": note.answers, "state": note.state,
                 "content_hash": note.content_hash}

@@ -36,17 +36,14 @@ def _serve(kind: str, course_id: int | None = None, session_id: int | None = Non
     back = url_for("records.therapy_session", session_id=only.id) if only is not None else \
         url_for("records.course", course_id=course.id)
     links = {"pdf": url_for(endpoint, kind=kind, **ids, **query), "back": back}
-    html = documents.document_html(doc, links)
     detail = {"kind": kind, "scope": "session" if only else "course"}
     if not as_pdf:
         audit.record("document.previewed", obj=only or course, client_code=course.client.code,
                      detail=detail)
         db.session.commit()
-        return html
+        return documents.document_html(doc, links)
     try:
-        from ..pdf import html_to_pdf
-
-        pdf = html_to_pdf(html, pdf_ua=kind == "handout")
+        pdf = documents.document_pdf(doc, links)  # the same HTML as the preview
     except Exception:
         log.exception("PDF rendering failed for %s %s", kind, ids)
         db.session.rollback()
