@@ -1,22 +1,30 @@
-"""The hash-chained audit trail. Events join the caller's transaction; never note text."""
+"""The hash-chained audit trail. Events join the caller's transaction; never note text.
+
+Writers are serialised on both databases by a lock on the one row of ``audit_chain``,
+taken before the chain head is read, so two transactions can never link to the same
+event. ``verify_chain`` walks the whole trail, lists every event that does not fit,
+checks each signed note, addendum and signature against the events that recorded them,
+and, given a head exported earlier (``kaptools audit head``), finds a trail that was
+cut short or rewritten from the start.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import select, text
+from sqlalchemy import func, select, update
 
 from .extensions import db
-from .models import AuditEvent
+from .models import Addendum, AuditChain, AuditEvent, Note, NoteState, Signature
 from .timeutil import utcnow
 
 GENESIS = "0" * 64
-_CHAIN_LOCK_KEY = 0x6B6170  # arbitrary advisory-lock id for the chain head on PostgreSQL
 
 
 def client_address() -> str | None:
@@ -42,7 +50,8 @@ def record(
     if obj is not None:
         object_type = object_type or obj.__tablename__
         object_id = object_id if object_id is not None else obj.id
-    _lock_chain_head()
+    db.session.flush()
+    lock_chain()
     event = AuditEvent(
         created_at=utcnow(),
         user_id=getattr(user, "id", None),
@@ -61,14 +70,21 @@ def record(
     return event
 
 
-def _lock_chain_head() -> None:
-    # Serialise writers on PostgreSQL so two transactions never fork the chain.
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+def lock_chain() -> None:
+    """Take the chain's write lock for the rest of this transaction.
+
+    An UPDATE of the single ``audit_chain`` row: PostgreSQL holds its row lock until
+    commit; on SQLite the statement opens the write transaction, so the head read next
+    is the true head and no other writer can commit until this transaction ends.
+    """
+    done = db.session.execute(update(AuditChain).where(AuditChain.id == 1)
+                              .values(events=AuditChain.events + 1))
+    if done.rowcount == 0:  # a database created before the chain row existed
+        db.session.add(AuditChain(id=1, events=1))
+        db.session.flush()
 
 
 def _head_hash() -> str:
-    db.session.flush()
     head = db.session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
     return head or GENESIS
 
@@ -90,31 +106,158 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+def chain_head() -> dict[str, Any]:
+    """The newest event's id and hash and the number of events, to keep somewhere else."""
+    head = db.session.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1))
+    count = db.session.scalar(select(func.count(AuditEvent.id)))
+    if head is None:
+        return {"event_id": 0, "hash": GENESIS, "count": 0, "at": None}
+    return {"event_id": head.id, "hash": head.hash, "count": count,
+            "at": head.created_at.isoformat(timespec="seconds")}
+
+
+# ---------------------------------------------------------------------------
+# Verification
+
+
 @dataclass(frozen=True)
+class Break:
+    """One thing that does not fit: an event, or a record checked against its events."""
+
+    problem: str
+    event_id: int | None = None
+    object_type: str | None = None
+    object_id: int | None = None
+
+    def __str__(self) -> str:
+        where = f"event {self.event_id}" if self.event_id is not None else \
+            f"{self.object_type} {self.object_id}"
+        return f"{where}: {self.problem}"
+
+
+@dataclass
 class ChainReport:
-    checked: int
-    broken_id: int | None
-    problem: str | None
+    checked: int = 0
+    records_checked: int = 0
+    breaks: list[Break] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.broken_id is None
+        return not self.breaks
+
+    @property
+    def broken_id(self) -> int | None:  # the first broken event, if any
+        return next((b.event_id for b in self.breaks if b.event_id is not None), None)
 
 
-def verify_chain() -> ChainReport:
-    """Walk the chain in id order and report the first event that does not fit."""
+def verify_chain(head: dict[str, Any] | None = None) -> ChainReport:
+    """Walk the whole chain, then check signed records against it; list every break."""
+    report = ChainReport()
+    signed_events: dict[int, list[AuditEvent]] = defaultdict(list)
+    addendum_events: dict[int, AuditEvent] = {}
+    cosign_reviews: list[AuditEvent] = []
     previous = GENESIS
-    checked = 0
+    seen_head = head is None
     result = db.session.scalars(
         select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=500))
     try:
         for event in result:
             if event.prev_hash != previous:
-                return ChainReport(checked, event.id, "its link to the previous event is broken")
+                report.breaks.append(Break("its link to the previous event is broken "
+                                           "(an event before it was removed or changed)",
+                                           event_id=event.id))
             if event_hash(event) != event.hash:
-                return ChainReport(checked, event.id, "its content does not match its hash")
+                report.breaks.append(Break("its content does not match its hash",
+                                           event_id=event.id))
+            if head is not None and event.id == head.get("event_id"):
+                seen_head = True
+                if event.hash != head.get("hash"):
+                    report.breaks.append(Break("differs from the exported head: the trail "
+                                               "was rewritten", event_id=event.id))
+                elif report.checked + 1 != head.get("count", report.checked + 1):
+                    report.breaks.append(Break("the number of events up to the exported head "
+                                               "differs: events were removed or added",
+                                               event_id=event.id))
             previous = event.hash
-            checked += 1
+            report.checked += 1
+            _remember(event, signed_events, addendum_events, cosign_reviews)
+            db.session.expunge(event)
     finally:
         result.close()  # a server-side cursor on PostgreSQL
-    return ChainReport(checked, None, None)
+    if not seen_head:
+        report.breaks.append(Break(f"the exported head (event {head.get('event_id')}) is "
+                                   "missing: the trail was cut short or replaced",
+                                   event_id=head.get("event_id")))
+    _check_signed_records(report, signed_events, addendum_events, cosign_reviews)
+    return report
+
+
+def _remember(event: AuditEvent, signed: dict, addenda: dict, cosigns: list) -> None:
+    if event.action == "note.signed" and event.object_id is not None:
+        signed[event.object_id].append(event)
+    elif event.action == "note.addendum":
+        addendum_id = (event.detail or {}).get("addendum_id")
+        if isinstance(addendum_id, int):
+            addenda[addendum_id] = event
+    elif event.action == "review.cosigned":
+        cosigns.append(event)
+
+
+def _check_signed_records(report: ChainReport, signed_events: dict, addendum_events: dict,
+                          cosign_reviews: list) -> None:
+    from .notes import addendum_hash, content_hash, cosign_hash
+    from .reviews import cosigned_note_ids
+
+    def broken(kind: str, object_id: int, problem: str) -> None:
+        report.breaks.append(Break(problem, object_type=kind, object_id=object_id))
+
+    signatures: dict[int, list[Signature]] = defaultdict(list)
+    for sig in db.session.scalars(select(Signature).order_by(Signature.id)):
+        signatures[sig.note_id].append(sig)
+
+    signed_notes = db.session.scalars(select(Note).where(Note.state != NoteState.DRAFT)
+                                      .order_by(Note.id)).all()
+    signed_ids = set()
+    for note in signed_notes:
+        signed_ids.add(note.id)
+        report.records_checked += 1
+        if note.content_hash != content_hash(note):
+            broken("note", note.id, "its content does not match its signed hash")
+        events = signed_events.get(note.id, [])
+        if not any((e.detail or {}).get("hash") == note.content_hash for e in events):
+            broken("note", note.id, "no signing event records its hash: it was signed "
+                                    "outside kaptools or changed after signing")
+        elif not any(e.user_id == note.signed_by_id for e in events):
+            broken("note", note.id, "its signer differs from the one recorded at signing")
+        authors = [s for s in signatures.get(note.id, []) if s.kind == "author"]
+        if not any(s.content_hash == note.content_hash and s.signer_id == note.signed_by_id
+                   and s.signed_at == note.signed_at for s in authors):
+            broken("note", note.id, "its author signature is missing or altered")
+    for note_id in signed_events:
+        if note_id not in signed_ids:
+            broken("note", note_id, "was recorded as signed but is no longer signed")
+
+    notes_by_id = {n.id: n for n in signed_notes}
+    addenda = db.session.scalars(select(Addendum).order_by(Addendum.id)).all()
+    for addendum in addenda:
+        report.records_checked += 1
+        note = notes_by_id.get(addendum.note_id)
+        if note is None or addendum.content_hash != addendum_hash(note, addendum):
+            broken("addendum", addendum.id, "its text or date does not match its hash")
+        event = addendum_events.get(addendum.id)
+        if event is None or (event.detail.get("hash") not in (None, addendum.content_hash)):
+            broken("addendum", addendum.id, "does not match the event that recorded it")
+    present = {a.id for a in addenda}
+    for addendum_id in addendum_events:
+        if addendum_id not in present:
+            broken("addendum", addendum_id, "was recorded but has been removed")
+
+    for event in cosign_reviews:
+        for note_id in cosigned_note_ids(event):
+            note = notes_by_id.get(note_id)
+            sigs = [s for s in signatures.get(note_id, []) if s.kind == "cosign"]
+            if note is None or not any(
+                    s.content_hash == cosign_hash(note, s.signer_id, event.object_id,
+                                                  s.signed_at) for s in sigs):
+                broken("note", note_id, f"the co-signature recorded by event {event.id} is "
+                                        "missing or altered")

@@ -8,15 +8,15 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, session
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import audit
 from .extensions import db, login_manager
-from .models import AuditEvent, AuthSession, User
+from .models import AuthSession, User
 from .passwords import hash_password, needs_rehash, verify_password
 from .timeutil import utcnow
 
-LOGIN_FAILED = "login.failed"
 # Refresh last_seen at most this often, to avoid a write on every request.
 _TOUCH_INTERVAL = timedelta(seconds=30)
 
@@ -56,15 +56,24 @@ def load_session_user(token: str) -> User | None:
     absolute = timedelta(hours=int(cfg["SESSION_ABSOLUTE_HOURS"]))
     user = auth.user
     if now - auth.last_seen_at > idle or now - auth.created_at > absolute or not user.active:
-        db.session.delete(auth)
-        audit.record("session.expired", user=user, obj=user)
-        db.session.commit()
+        user_id = user.id
+        try:
+            db.session.delete(auth)
+            audit.record("session.expired", user=user, obj=user)
+            db.session.commit()
+        except SQLAlchemyError:
+            db.session.rollback()  # a busy database: the row goes on the next request
         session["expired"] = True
-        session["expired_uid"] = user.id  # text carried through sign-in is theirs alone
+        session["expired_uid"] = user_id  # text carried through sign-in is theirs alone
         return None
     if now - auth.last_seen_at > _TOUCH_INTERVAL:
-        auth.last_seen_at = now
-        db.session.commit()
+        try:
+            auth.last_seen_at = now
+            db.session.commit()
+        except SQLAlchemyError:
+            # Refreshing the idle timer is bookkeeping: a locked or read-only database
+            # must not turn this request away. It is refreshed on a later request.
+            db.session.rollback()
     user.session_token = token
     return user
 
@@ -74,25 +83,11 @@ def _user_loader(token: str) -> User | None:
     return load_session_user(token)
 
 
-def is_throttled(username: str, address: str | None) -> bool:
-    """True when recent failures for this account or address pass the configured limits."""
-    cfg = current_app.config
-    since = utcnow() - timedelta(minutes=int(cfg["LOGIN_FAILURE_WINDOW_MINUTES"]))
-    base = select(func.count(AuditEvent.id)).where(
-        AuditEvent.action == LOGIN_FAILED, AuditEvent.created_at >= since
-    )
-    by_account = db.session.scalar(base.where(AuditEvent.username == username.lower()))
-    if by_account >= int(cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
-        return True
-    if address:
-        by_address = db.session.scalar(base.where(AuditEvent.address == address))
-        if by_address >= int(cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]):
-            return True
-    return False
-
-
 def authenticate(username: str, password: str) -> User | None:
-    """Return the active user with these credentials, upgrading an outdated hash."""
+    """Return the active user with these credentials, upgrading an outdated hash.
+
+    Known, unknown and inactive usernames cost the same: one argon2 verification.
+    """
     user = db.session.scalar(select(User).where(User.username == username.lower()))
     stored = user.password_hash if user is not None and user.active else None
     if not verify_password(stored, password):

@@ -122,14 +122,11 @@ def modalities_group() -> None:
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 def modalities_check(path: Path | None) -> None:
     """Validate the templates in PATH (default: the built-in and clinic templates)."""
-    from .modality.registry import builtin_dir, load_registry
+    from .modality.registry import builtin_dir, clinic_dir, load_registry
 
     if path is None:
-        app = current_app if current_app else None
-        extra = None
-        if app:
-            extra = Path(app.instance_path) / "modalities"
-        reg = load_registry(builtin_dir(), extra)
+        app = _app_if_any()
+        reg = load_registry(builtin_dir(), clinic_dir(app) if app is not None else None)
     else:
         reg = load_registry(path) if (path / "_shared.toml").exists() else \
             load_registry(builtin_dir(), path)
@@ -142,6 +139,19 @@ def modalities_check(path: Path | None) -> None:
         click.echo(f"{len(reg.problems)} problem(s) in {files} file(s); those templates are "
                    "not loaded.", err=True)
         raise click.exceptions.Exit(1)
+
+
+def _app_if_any() -> Flask | None:
+    """The app this command runs for, when it runs under ``kaptools`` (not standalone)."""
+    from flask.cli import ScriptInfo
+
+    info = click.get_current_context().find_object(ScriptInfo)
+    if info is None:
+        return None
+    try:
+        return info.load_app()
+    except Exception:
+        return None
 
 
 @modalities_group.command("list")
@@ -197,18 +207,52 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option("--head", "head_source", metavar="FILE|JSON",
+              help="A head exported earlier with 'kaptools audit head': the trail must still "
+                   "contain it, unchanged.")
 @with_appcontext
-def audit_verify() -> None:
-    """Walk the hash chain and report the first event that does not fit."""
+def audit_verify(head_source: str | None) -> None:
+    """Walk the whole chain, check signed records against it, and list every break."""
+    import json
+
     from .audit import verify_chain
 
-    report = verify_chain()
+    head = None
+    if head_source:
+        text = Path(head_source).read_text() if Path(head_source).is_file() else head_source
+        try:
+            head = json.loads(text)
+            int(head["event_id"]), str(head["hash"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise click.BadParameter("give the JSON printed by 'kaptools audit head', or a "
+                                     "file holding it", param_hint="--head") from exc
+    report = verify_chain(head=head)
     if report.ok:
-        click.echo(f"Audit chain intact: {report.checked} events verified.")
+        against = f" and the exported head of event {head['event_id']}" if head else ""
+        click.echo(f"Audit chain intact: {report.checked} events verified{against}; "
+                   f"{report.records_checked} signed notes and addenda match their events.")
         return
-    click.echo(f"Audit chain BROKEN at event {report.broken_id}: {report.problem}. "
-               f"{report.checked} events before it verified.", err=True)
+    first = report.breaks[0]
+    where = f"at event {first.event_id}" if first.event_id is not None else \
+        f"at {first.object_type} {first.object_id}"
+    click.echo(f"Audit chain BROKEN {where}: {first.problem}.", err=True)
+    click.echo(f"{len(report.breaks)} problem(s) found in {report.checked} events and the "
+               "signed records:", err=True)
+    for problem in report.breaks:
+        click.echo(f"  {problem}", err=True)
     raise click.exceptions.Exit(1)
+
+
+@audit_group.command("head")
+@with_appcontext
+def audit_head() -> None:
+    """Print the chain's newest event as JSON, to keep somewhere the database's owner
+    cannot change (another machine, a printed page); verify against it later."""
+    import json
+
+    from .audit import chain_head
+
+    click.echo(json.dumps(chain_head(), sort_keys=True))
 
 
 @click.command("backup")

@@ -17,6 +17,9 @@ DEFAULTS: dict[str, object] = {
     "SESSION_ABSOLUTE_HOURS": 12,
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,
+    # Guesses spread over many addresses: past this, only addresses that have signed in
+    # to the account before may keep trying (so nobody can lock a therapist out).
+    "LOGIN_MAX_FAILURES_PER_ACCOUNT_EVERYWHERE": 50,
     "LOGIN_FAILURE_WINDOW_MINUTES": 15,
     # argon2id cost; the defaults follow OWASP's password storage guidance.
     "ARGON2_TIME_COST": 3,
@@ -35,6 +38,12 @@ DEFAULTS: dict[str, object] = {
     # check would refuse every form; the token plus SameSite cookies carry the protection.
     "WTF_CSRF_SSL_STRICT": False,
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # How long a statement may wait for a lock, and run at all, before the request gives
+    # up with a 503 that keeps what was typed (PostgreSQL settings; on SQLite the lock
+    # wait is the busy timeout and long statements are interrupted).
+    "DB_LOCK_TIMEOUT_MS": 5000,
+    "DB_STATEMENT_TIMEOUT_MS": 20000,
+    "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": 60000,
     # Practices set their own vitals thresholds; these are placeholders to edit.
     "VITALS_THRESHOLDS": {
         "systolic_max": 160,

@@ -1,11 +1,23 @@
-"""Database wiring: SQLite pragmas, migrations and schema-level guards."""
+"""Database wiring: timeouts, SQLite pragmas, migrations and schema-level guards.
+
+Every connection gets bounded waits, so a lock held elsewhere or a runaway statement
+ends the request with the app's own 503 page (which keeps what was typed) instead of
+tying up a worker: on PostgreSQL ``lock_timeout``, ``statement_timeout`` and
+``idle_in_transaction_session_timeout``; on SQLite the busy timeout, and statements
+interrupted past the statement timeout.
+"""
 
 from __future__ import annotations
+
+import time
 
 from flask import Flask
 from sqlalchemy import event
 
 from .extensions import db, migrate
+
+# SQLite calls the progress handler every this many virtual-machine instructions.
+_PROGRESS_STEPS = 20_000
 
 
 def init_app(app: Flask) -> None:
@@ -16,18 +28,59 @@ def init_app(app: Flask) -> None:
         db.metadata._kaptools_guards = True
     db.init_app(app)
     migrate.init_app(app, db, compare_type=True, render_as_batch=True)
+    cfg = app.config
+    lock_ms = int(cfg.get("SQLITE_BUSY_TIMEOUT_MS") or cfg["DB_LOCK_TIMEOUT_MS"])
+    statement_ms = int(cfg["DB_STATEMENT_TIMEOUT_MS"])
+    idle_ms = int(cfg["DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"])
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
-            busy_ms = int(app.config.get("SQLITE_BUSY_TIMEOUT_MS", 5000))
             event.listen(engine, "connect",
-                         lambda conn, record: _sqlite_pragmas(conn, busy_ms))
+                         lambda conn, record: _sqlite_setup(conn, record, lock_ms))
+            event.listen(engine, "before_cursor_execute",
+                         lambda conn, *a: _start_clock(conn, statement_ms))
+            event.listen(engine, "after_cursor_execute", lambda conn, *a: _stop_clock(conn))
+        elif engine.dialect.name == "postgresql":
+            settings = {"lock_timeout": int(cfg["DB_LOCK_TIMEOUT_MS"]),
+                        "statement_timeout": statement_ms,
+                        "idle_in_transaction_session_timeout": idle_ms}
+            event.listen(engine, "connect",
+                         lambda conn, record: _postgresql_setup(conn, settings))
 
 
-def _sqlite_pragmas(dbapi_connection, busy_ms: int) -> None:
+def _sqlite_setup(dbapi_connection, record, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    clock: dict[str, float | None] = {"deadline": None}
+    record.info["kaptools_clock"] = clock
+
+    def past_deadline() -> int:
+        deadline = clock["deadline"]
+        return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+    dbapi_connection.set_progress_handler(past_deadline, _PROGRESS_STEPS)
+
+
+def _start_clock(conn, statement_ms: int) -> None:
+    clock = conn.info.get("kaptools_clock")
+    if clock is not None and statement_ms > 0:
+        clock["deadline"] = time.monotonic() + statement_ms / 1000
+
+
+def _stop_clock(conn) -> None:
+    clock = conn.info.get("kaptools_clock")
+    if clock is not None:
+        clock["deadline"] = None
+
+
+def _postgresql_setup(dbapi_connection, settings: dict[str, int]) -> None:
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        for name, value in settings.items():
+            cursor.execute(f"SET {name} = {int(value)}")
+    dbapi_connection.autocommit = autocommit

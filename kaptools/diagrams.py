@@ -69,12 +69,19 @@ def ifs_map_svg(parts: list[dict[str, Any]], relationships: list[dict[str, Any]]
         a, b = places.get(rel.get("from_part")), places.get(rel.get("to_part"))
         if not a or not b:
             continue
+        style = LINE_STYLES.get(rel.get("kind"), LINE_STYLES["allied"])
+        if a == b:
+            # A part in relation with itself (e.g. torn within): a loop above it.
+            x, top = a[0], a[1] - NODE_RY
+            out.append(f'<path d="M{x - 16:.1f},{top + 2:.1f} C{x - 40:.1f},{top - 44:.1f} '
+                       f'{x + 40:.1f},{top - 44:.1f} {x + 16:.1f},{top + 2:.1f}" fill="none" '
+                       f'{style}/>')
+            continue
         dx, dy = b[0] - a[0], b[1] - a[1]
         dist = math.hypot(dx, dy) or 1
         pad = _ellipse_radius(dx / dist, dy / dist) + 5
         x1, y1 = a[0] + dx / dist * pad, a[1] + dy / dist * pad
         x2, y2 = b[0] - dx / dist * pad, b[1] - dy / dist * pad
-        style = LINE_STYLES.get(rel.get("kind"), LINE_STYLES["allied"])
         out.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" {style}/>')
     # Self in the centre.
     out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="46" fill="#fff6dc" stroke="#c98a2b" '

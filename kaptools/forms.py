@@ -12,7 +12,14 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    Length,
+    Optional,
+    Regexp,
+    StopValidation,
+    ValidationError,
+)
 
 from .models import CourseFormat, ReviewMode, Role, SessionKind
 from .textcheck import text_problem
@@ -48,6 +55,33 @@ def clean_text(identifier: bool = False, multiline: bool = False):
     return _check
 
 
+def _no_control_characters(form, field) -> None:
+    """NUL, lone surrogates and other control characters get a message at the field."""
+    multiline = isinstance(field, TextAreaField)
+    for raw in field.raw_data or ():
+        if isinstance(raw, str) and raw and (problem := text_problem(raw,
+                                                                     multiline=multiline)):
+            field.errors = []  # a parse message ("Not a valid date") would only confuse
+            raise StopValidation(problem)
+
+
+class KapForm(FlaskForm):
+    """Every form of the app: each input refuses control characters by itself."""
+
+    class Meta:
+        def bind_field(self, form, unbound_field, options):
+            bound = unbound_field.bind(form=form, **options)
+            bound.validators = [_no_control_characters, *bound.validators]
+            return bound
+
+
+class FilterForm(KapForm):
+    """A search form read from the query string (GET: no CSRF token, nothing changes)."""
+
+    class Meta:
+        csrf = False
+
+
 def choice_list(pairs) -> list[SelectChoice]:
     """WTForms choices from (value, label) pairs."""
     return [SelectChoice(value, label) for value, label in pairs]
@@ -57,12 +91,12 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class LoginForm(FlaskForm):
+class LoginForm(KapForm):
     username = StringField("Username", [DataRequired(), Length(max=64)], filters=[_strip])
     password = PasswordField("Password", [DataRequired(), Length(max=256)])
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(KapForm):
     current = PasswordField("Current password", [DataRequired(), Length(max=256)])
     new = PasswordField("New password", [DataRequired(), Length(min=12, max=256)],
                         description="At least 12 characters. A short sentence works well.")
@@ -73,7 +107,7 @@ class PasswordChangeForm(FlaskForm):
             raise ValidationError("The two new passwords differ.")
 
 
-class ClientForm(FlaskForm):
+class ClientForm(KapForm):
     code = StringField(
         "Client code",
         [DataRequired(), Length(min=2, max=32),
@@ -93,7 +127,7 @@ class ClientForm(FlaskForm):
     archived = BooleanField("Archived")
 
 
-class CourseForm(FlaskForm):
+class CourseForm(KapForm):
     title = StringField("Title", [DataRequired(), Length(max=120), clean_text()],
                         filters=[_strip],
                         description="For example: Spring intensive, or Weekly course 2.")
@@ -113,7 +147,7 @@ class CourseForm(FlaskForm):
             raise ValidationError("The last day cannot come before the first day.")
 
 
-class SessionForm(FlaskForm):
+class SessionForm(KapForm):
     kind = SelectField("Kind", choices=choice_list((k.value, v) for k, v in KIND_LABELS.items()))
     session_date = DateField("Date", [DataRequired(message="Enter the session date.")])
     follows_id = SelectField("Follows dosing session", coerce=int, choices=[],
@@ -127,7 +161,7 @@ class SessionForm(FlaskForm):
             raise ValidationError("Choose the dosing session this integration follows.")
 
 
-class UserForm(FlaskForm):
+class UserForm(KapForm):
     username = StringField(
         "Username",
         [DataRequired(), Length(min=3, max=64),
@@ -144,7 +178,7 @@ class UserForm(FlaskForm):
     active = BooleanField("Account active", default=True)
 
 
-class SupervisionForm(FlaskForm):
+class SupervisionForm(KapForm):
     supervisor_id = SelectField("Supervisor", coerce=int)
     supervisee_id = SelectField("Supervisee", coerce=int)
     starts_on = DateField("Starts", [DataRequired(message="Enter the start date.")])
@@ -162,5 +196,41 @@ class SupervisionForm(FlaskForm):
             raise ValidationError("The end cannot come before the start.")
 
 
-class EndSupervisionForm(FlaskForm):
+class EndSupervisionForm(KapForm):
     ends_on = DateField("Ends on", [DataRequired(message="Enter the end date.")])
+
+
+class AuditFilterForm(FilterForm):
+    user = StringField("User", [Optional(), Length(max=64)], filters=[_strip])
+    client = StringField("Client code", [Optional(), Length(max=32)], filters=[_strip])
+    action = StringField("Action", [Optional(), Length(max=48)], filters=[_strip])
+    since = DateField("From", [Optional()])
+    until = DateField("To", [Optional()])
+
+
+class ReviewFilterForm(FilterForm):
+    """Filters of the review queue; an empty choice means "all"."""
+
+    supervisee = SelectField("Supervisee", choices=[], default="")
+    status = SelectField("Status", choices=[], default="")
+    since = DateField("Submitted from", [Optional()])
+    until = DateField("to", [Optional()])
+
+
+class AddendumForm(KapForm):
+    body = TextAreaField("Addendum", [DataRequired(message="Write the addendum first."),
+                                      Length(max=10000)],
+                         description="Signed and dated with your name when added. It cannot "
+                                     "be changed afterwards.", id="addendum-body",
+                         render_kw={"rows": 4, "maxlength": 10000})
+
+
+class EnteredInErrorForm(KapForm):
+    reason = StringField("Reason", [DataRequired(message="Give a reason."), Length(max=2000)],
+                         filters=[_strip], id="error-reason", render_kw={"maxlength": 2000})
+
+
+class CommentForm(KapForm):
+    body = TextAreaField("Comment", [DataRequired(message="Write a comment first."),
+                                     Length(max=4000)])
+    field_key = StringField("Field", [Optional(), Length(max=200)])

@@ -1,5 +1,10 @@
 """Database-level guards, below the ORM: an append-only audit log and immutable
-signed notes. Installed by the migrations and whenever tables are created."""
+signed records. Installed by the migrations and whenever tables are created.
+
+Version 1 (migration 0003): the audit log, signed notes. Version 2 (migration 0004):
+signatures and addenda are append-only, a signed note's private notes are frozen, and
+TRUNCATE (which skips row triggers on PostgreSQL) is refused on every guarded table.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +61,74 @@ POSTGRESQL = [
        FOR EACH ROW EXECUTE FUNCTION kaptools_note_immutable()""",
 ]
 
+SQLITE_V2 = [
+    """CREATE TRIGGER IF NOT EXISTS signature_no_update BEFORE UPDATE ON signature
+       BEGIN SELECT RAISE(ABORT, 'a signature cannot be changed or removed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS signature_no_delete BEFORE DELETE ON signature
+       BEGIN SELECT RAISE(ABORT, 'a signature cannot be changed or removed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS addendum_no_update BEFORE UPDATE ON addendum
+       BEGIN SELECT RAISE(ABORT, 'an addendum cannot be changed or removed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS addendum_no_delete BEFORE DELETE ON addendum
+       BEGIN SELECT RAISE(ABORT, 'an addendum cannot be changed or removed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS private_note_signed_no_insert BEFORE INSERT ON private_note
+       WHEN (SELECT state FROM note WHERE id = NEW.note_id) <> 'draft'
+       BEGIN SELECT RAISE(ABORT, 'the private notes of a signed note cannot be changed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS private_note_signed_no_update BEFORE UPDATE ON private_note
+       WHEN (SELECT state FROM note WHERE id = OLD.note_id) <> 'draft'
+       BEGIN SELECT RAISE(ABORT, 'the private notes of a signed note cannot be changed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS private_note_signed_no_delete BEFORE DELETE ON private_note
+       WHEN (SELECT state FROM note WHERE id = OLD.note_id) <> 'draft'
+       BEGIN SELECT RAISE(ABORT, 'the private notes of a signed note cannot be changed'); END""",
+]
+
+_TRUNCATE_GUARDED = ("audit_event", "note", "signature", "addendum", "private_note")
+POSTGRESQL_V2 = [
+    """CREATE OR REPLACE FUNCTION kaptools_append_only_row() RETURNS trigger AS $$
+       BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' rows cannot be changed or removed';
+       END; $$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE FUNCTION kaptools_private_note_guard() RETURNS trigger AS $$
+       DECLARE target integer;
+       BEGIN
+         IF TG_OP = 'INSERT' THEN target := NEW.note_id; ELSE target := OLD.note_id; END IF;
+         IF (SELECT state FROM note WHERE id = target) <> 'draft' THEN
+           RAISE EXCEPTION 'the private notes of a signed note cannot be changed';
+         END IF;
+         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+         RETURN NEW;
+       END; $$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE FUNCTION kaptools_no_truncate() RETURNS trigger AS $$
+       BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME ||
+                                           ' cannot be truncated: the record is append-only';
+       END; $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS signature_append_only ON signature",
+    """CREATE TRIGGER signature_append_only BEFORE UPDATE OR DELETE ON signature
+       FOR EACH ROW EXECUTE FUNCTION kaptools_append_only_row()""",
+    "DROP TRIGGER IF EXISTS addendum_append_only ON addendum",
+    """CREATE TRIGGER addendum_append_only BEFORE UPDATE OR DELETE ON addendum
+       FOR EACH ROW EXECUTE FUNCTION kaptools_append_only_row()""",
+    "DROP TRIGGER IF EXISTS private_note_signed ON private_note",
+    """CREATE TRIGGER private_note_signed BEFORE INSERT OR UPDATE OR DELETE ON private_note
+       FOR EACH ROW EXECUTE FUNCTION kaptools_private_note_guard()""",
+    *(stmt for table in _TRUNCATE_GUARDED for stmt in (
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+        f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION kaptools_no_truncate()""")),
+]
+
+DROP_SQLITE_V2 = [f"DROP TRIGGER IF EXISTS {name}" for name in (
+    "signature_no_update", "signature_no_delete", "addendum_no_update", "addendum_no_delete",
+    "private_note_signed_no_insert", "private_note_signed_no_update",
+    "private_note_signed_no_delete")]
+DROP_POSTGRESQL_V2 = [
+    "DROP TRIGGER IF EXISTS signature_append_only ON signature",
+    "DROP TRIGGER IF EXISTS addendum_append_only ON addendum",
+    "DROP TRIGGER IF EXISTS private_note_signed ON private_note",
+    *(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}" for table in _TRUNCATE_GUARDED),
+    "DROP FUNCTION IF EXISTS kaptools_append_only_row()",
+    "DROP FUNCTION IF EXISTS kaptools_private_note_guard()",
+    "DROP FUNCTION IF EXISTS kaptools_no_truncate()",
+]
+
 DROP_SQLITE = ["DROP TRIGGER IF EXISTS audit_event_no_update",
                "DROP TRIGGER IF EXISTS audit_event_no_delete",
                "DROP TRIGGER IF EXISTS note_signed_immutable",
@@ -67,12 +140,25 @@ DROP_POSTGRESQL = ["DROP TRIGGER IF EXISTS audit_event_append_only ON audit_even
                    "DROP FUNCTION IF EXISTS kaptools_note_immutable()"]
 
 
-def statements(dialect: str, drop: bool = False) -> list[str]:
-    if dialect == "postgresql":
-        return DROP_POSTGRESQL if drop else POSTGRESQL
-    if dialect == "sqlite":
-        return DROP_SQLITE if drop else SQLITE
-    return []
+_BY_VERSION = {
+    ("sqlite", 1): (SQLITE, DROP_SQLITE),
+    ("postgresql", 1): (POSTGRESQL, DROP_POSTGRESQL),
+    ("sqlite", 2): (SQLITE_V2, DROP_SQLITE_V2),
+    ("postgresql", 2): (POSTGRESQL_V2, DROP_POSTGRESQL_V2),
+}
+LATEST = 2
+
+
+def statements(dialect: str, drop: bool = False, version: int | None = None) -> list[str]:
+    """The statements of one guard version, or of every version up to the latest."""
+    versions = [version] if version is not None else list(range(1, LATEST + 1))
+    if drop:
+        versions.reverse()
+    found: list[str] = []
+    for v in versions:
+        install_sql, drop_sql = _BY_VERSION.get((dialect, v), ([], []))
+        found.extend(drop_sql if drop else install_sql)
+    return found
 
 
 def install(connection) -> None:
@@ -87,5 +173,9 @@ def register(metadata) -> None:
         tables = set(metadata.tables)
         if {"audit_event", "note"} <= tables:
             install(connection)
+        if "audit_chain" in tables:
+            connection.exec_driver_sql(
+                "INSERT INTO audit_chain (id, events) SELECT 1, 0 WHERE NOT EXISTS "
+                "(SELECT 1 FROM audit_chain WHERE id = 1)")
 
     event.listen(metadata, "after_create", after_create)

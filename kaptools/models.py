@@ -252,20 +252,41 @@ class PrivateNote(db.Model):
 
 
 class NoteAutosave(db.Model):
-    """The editor's latest unsaved state, kept apart so it never overwrites the note.
+    """One editor's latest unsaved state, kept apart so it never overwrites the note.
 
-    ``formdata`` holds the posted fields as [name, value] pairs, exactly as typed.
+    Each open editor (a tab on one device) has its own row, so a save from one tab
+    never throws away what another tab kept. ``formdata`` holds the posted fields as
+    [name, value] pairs, exactly as typed.
     """
 
     __tablename__ = "note_autosave"
+    __table_args__ = (UniqueConstraint("note_id", "editor_id", name="uq_note_autosave_editor"),)
 
-    note_id: Mapped[int] = mapped_column(
-        ForeignKey("note.id", ondelete="CASCADE"), primary_key=True
-    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("note.id", ondelete="CASCADE"), index=True)
+    editor_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     base_version: Mapped[int] = mapped_column(Integer)
     formdata: Mapped[list[Any]] = mapped_column(JSON, default=list)
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginThrottle(db.Model):
+    """Recent failed sign-ins per account and address, per address, and per account.
+
+    Not part of the audit trail: rows older than the throttling window are removed, so
+    the table stays small whatever an attacker sends.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_login_throttle_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(160))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class Addendum(db.Model):
@@ -344,6 +365,16 @@ class ReviewComment(db.Model):
 
     review: Mapped[Review] = relationship(back_populates="comments")
     author: Mapped[User] = relationship()
+
+
+class AuditChain(db.Model):
+    """The audit chain's one row: writers lock it, so events are linked one at a time."""
+
+    __tablename__ = "audit_chain"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_audit_chain_single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    events: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AuditEvent(db.Model):

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from werkzeug.datastructures import MultiDict
 
 from . import audit
 from .extensions import db
@@ -57,6 +60,21 @@ def content_hash(note: Note) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
+def addendum_hash(note: Note, addendum: Addendum) -> str:
+    """SHA-256 binding an addendum's text and time to the signed note it corrects."""
+    return hashlib.sha256(canonical_json(
+        {"note_id": note.id, "note_hash": note.content_hash, "author_id": addendum.author_id,
+         "body": addendum.body, "signed_at": addendum.signed_at.isoformat()}).encode()
+    ).hexdigest()
+
+
+def cosign_hash(note: Note, cosigner_id: int, review_id: int, at) -> str:
+    """SHA-256 binding a supervisor's co-signature to the note's content and the review."""
+    return hashlib.sha256(canonical_json({
+        "note_hash": content_hash(note), "cosigner_id": cosigner_id,
+        "review_id": review_id, "at": at.isoformat()}).encode()).hexdigest()
+
+
 def private_answers(note: Note, user: User) -> dict[str, Any]:
     """The author's private process notes; empty for anyone else."""
     if note.author_id != user.id:
@@ -75,14 +93,28 @@ def create_note(therapy_session: TherapySession, author: User, template: Templat
     db.session.flush()
     if private:
         db.session.add(PrivateNote(note_id=note.id, author_id=author.id, answers=private))
-    audit.record("note.created", obj=note, client_code=therapy_session.course.client.code,
+    audit.record("note.created", obj=note, user=author,
+                 client_code=therapy_session.course.client.code,
                  detail={"modality": template.slug, "version": template.version})
     return note
 
 
+class UnsavedElsewhere(Exception):
+    """Another editor of this note holds unsaved text that differs from the note."""
+
+    def __init__(self, pending: PendingAutosave) -> None:
+        super().__init__("another editor holds unsaved changes")
+        self.pending = pending
+
+
 def save_answers(note: Note, author: User, record: dict[str, Any], private: dict[str, Any],
-                 expected_version: int | None) -> None:
-    """Store new answers, refusing a locked note or a stale editor."""
+                 expected_version: int | None, editor_id: str | None = None) -> None:
+    """Store new answers, refusing a locked note or a stale editor.
+
+    The saving editor's own autosave is done with; another editor's autosave is kept
+    unless it holds exactly what was saved, so a tab closed with unsaved words is offered
+    for comparison when the note is opened again.
+    """
     if note.state != NoteState.DRAFT:
         raise NoteLocked()
     if expected_version is not None and expected_version != note.version:
@@ -94,49 +126,113 @@ def save_answers(note: Note, author: User, record: dict[str, Any], private: dict
         row.answers = private
     note.answers = record
     db.session.flush()  # one UPDATE; the version counter is checked and bumped here
-    discard_autosave(note)
-    audit.record("note.saved", obj=note, client_code=note.session.course.client.code)
+    _settle_autosaves(note, {**record, **private}, editor_id)
+    audit.record("note.saved", obj=note, user=author, client_code=note.session.course.client.code)
 
 
-# Autosave: the editor's unsaved state, stored beside the note, never in it.
+# Autosave: each editor's unsaved state, stored beside the note, never in it.
 
-AUTOSAVE_SKIP = frozenset({"csrf_token", "action"})
+AUTOSAVE_SKIP = frozenset({"csrf_token", "action", "carry_token"})
+EDITOR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
 
-def autosave(note: Note, author: User, pairs: list[tuple[str, str]],
-             base_version: int | None) -> NoteAutosave:
-    """Keep what the editor shows; the note itself is not touched."""
+def new_editor_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def valid_editor_id(value: str | None) -> str | None:
+    return value if value and EDITOR_ID_RE.match(value) else None
+
+
+@dataclass(frozen=True)
+class PendingAutosave:
+    """What one editor kept, as plain data (safe to use after the row is gone)."""
+
+    editor_id: str
+    base_version: int
+    formdata: list[tuple[str, str]]
+    saved_at: Any
+
+
+def autosave(note: Note, author: User, editor_id: str, pairs: list[tuple[str, str]],
+             base_version: int | None) -> PendingAutosave:
+    """Keep what one editor shows; the note itself is not touched."""
     if note.state != NoteState.DRAFT:
         raise NoteLocked()
     clean = [[name, value.replace("\x00", "")] for name, value in pairs
              if name not in AUTOSAVE_SKIP]
-    row = db.session.get(NoteAutosave, note.id)
+    row = db.session.scalar(select(NoteAutosave).where(NoteAutosave.note_id == note.id,
+                                                       NoteAutosave.editor_id == editor_id))
     if row is None:
-        row = NoteAutosave(note_id=note.id, user_id=author.id)
+        row = NoteAutosave(note_id=note.id, editor_id=editor_id, user_id=author.id)
         db.session.add(row)
     row.base_version = base_version if base_version is not None else note.version
     row.formdata = clean
     row.saved_at = utcnow()
     db.session.flush()
-    return row
+    return _pending(row)
 
 
-def pending_autosave(note: Note, user: User) -> NoteAutosave | None:
-    row = db.session.get(NoteAutosave, note.id)
-    if row is None or row.user_id != user.id or note.state != NoteState.DRAFT:
+def _pending(row: NoteAutosave) -> PendingAutosave:
+    return PendingAutosave(row.editor_id, row.base_version,
+                           [(str(k), str(v)) for k, v in row.formdata], row.saved_at)
+
+
+def pending_autosaves(note: Note, user: User) -> list[PendingAutosave]:
+    """This user's kept editor states for a draft, newest first."""
+    if note.state != NoteState.DRAFT:
+        return []
+    rows = db.session.scalars(select(NoteAutosave).where(NoteAutosave.note_id == note.id,
+                                                         NoteAutosave.user_id == user.id)
+                              .order_by(NoteAutosave.saved_at.desc(), NoteAutosave.id.desc()))
+    return [_pending(row) for row in rows]
+
+
+def discard_autosave(note: Note, editor_id: str | None = None) -> None:
+    """Forget one editor's kept text (or every editor's, when none is named)."""
+    query = delete(NoteAutosave).where(NoteAutosave.note_id == note.id)
+    if editor_id is not None:
+        query = query.where(NoteAutosave.editor_id == editor_id)
+    db.session.execute(query)
+
+
+def _settle_autosaves(note: Note, saved: dict[str, Any], editor_id: str | None) -> None:
+    for pending in pending_autosaves(note, note.author):
+        if pending.editor_id == editor_id or kept_answers(note, pending) == saved:
+            discard_autosave(note, pending.editor_id)
+
+
+def kept_answers(note: Note, pending: PendingAutosave) -> dict[str, Any] | None:
+    """The answers an autosave would save (record and private together), or None."""
+    from .modality import get_registry
+    from .modality.answers import build_form, collect, validate_note
+
+    template = get_registry().get(note.modality, note.template_version)
+    if template is None:
         return None
-    return row
+    form = build_form(template, formdata=MultiDict(pending.formdata))
+    validate_note(form, complete=False)
+    record, private = collect(form)
+    return {**record, **private}
 
 
-def discard_autosave(note: Note) -> None:
-    row = db.session.get(NoteAutosave, note.id)
-    if row is not None:
-        db.session.delete(row)
+def unsaved_elsewhere(note: Note, signer: User, editor_id: str | None) -> PendingAutosave | None:
+    """Another editor's kept text that the note does not hold, if any."""
+    saved = {**note.answers, **private_answers(note, signer)}
+    for pending in pending_autosaves(note, signer):
+        if pending.editor_id == editor_id:
+            continue
+        if kept_answers(note, pending) != saved:
+            return pending
+    return None
 
 
-def sign(note: Note, signer: User) -> Signature:
+def sign(note: Note, signer: User, editor_id: str | None = None) -> Signature:
+    """Sign a draft; refused while another tab or device holds unsaved changes."""
     if note.state != NoteState.DRAFT:
         raise NoteLocked()
+    if (elsewhere := unsaved_elsewhere(note, signer, editor_id)) is not None:
+        raise UnsavedElsewhere(elsewhere)
     now = utcnow()
     digest = content_hash(note)
     note.state = NoteState.SIGNED
@@ -148,7 +244,7 @@ def sign(note: Note, signer: User) -> Signature:
     db.session.add(signature)
     discard_autosave(note)  # unsaved editor state has no place beside a signed note
     db.session.flush()
-    audit.record("note.signed", obj=note, client_code=note.session.course.client.code,
+    audit.record("note.signed", obj=note, user=signer, client_code=note.session.course.client.code,
                  detail={"hash": digest})
     return signature
 
@@ -157,15 +253,14 @@ def add_addendum(note: Note, author: User, body: str) -> Addendum:
     if note.state != NoteState.SIGNED:
         raise NoteLocked()
     now = utcnow()
-    digest = hashlib.sha256(canonical_json(
-        {"note_id": note.id, "note_hash": note.content_hash, "author_id": author.id,
-         "body": body, "signed_at": now.isoformat()}).encode()).hexdigest()
-    addendum = Addendum(note=note, author=author, body=body, created_at=now, signed_at=now,
-                        content_hash=digest)
+    addendum = Addendum(note=note, author=author, author_id=author.id, body=body,
+                        created_at=now, signed_at=now)
+    addendum.content_hash = addendum_hash(note, addendum)
     db.session.add(addendum)
     db.session.flush()
-    audit.record("note.addendum", obj=note, client_code=note.session.course.client.code,
-                 detail={"addendum_id": addendum.id})
+    audit.record("note.addendum", obj=note, user=author,
+                 client_code=note.session.course.client.code,
+                 detail={"addendum_id": addendum.id, "hash": addendum.content_hash})
     return addendum
 
 
@@ -175,7 +270,7 @@ def mark_entered_in_error(note: Note, user: User, reason: str) -> None:
     note.state = NoteState.ENTERED_IN_ERROR
     note.error_reason = reason
     db.session.flush()
-    audit.record("note.entered_in_error", obj=note,
+    audit.record("note.entered_in_error", obj=note, user=user,
                  client_code=note.session.course.client.code)
 
 

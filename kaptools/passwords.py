@@ -20,6 +20,16 @@ def _hasher() -> PasswordHasher:
     )
 
 
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash made once per process with the current cost, so the unknown-user path
+    costs exactly one verification, like a wrong password."""
+    cache = current_app.extensions.setdefault("kaptools_dummy_hash", {})
+    key = (hasher.time_cost, hasher.memory_cost, hasher.parallelism)
+    if key not in cache:
+        cache[key] = hasher.hash(_DUMMY_PASSWORD)
+    return cache[key]
+
+
 def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
@@ -27,10 +37,10 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Check ``password``; with no stored hash, spend the same effort and fail."""
     hasher = _hasher()
+    dummy = _dummy_hash(hasher)  # made on the first attempt, whoever it is for
     if stored_hash is None:
-        ext = current_app.extensions.setdefault("kaptools_dummy_hash", hasher.hash(_DUMMY_PASSWORD))
         try:
-            hasher.verify(ext, password + "x")
+            hasher.verify(dummy, password + "x")
         except VerificationError:
             pass
         return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -28,7 +27,7 @@ from .models import (
     SupervisionRelationship,
     User,
 )
-from .notes import canonical_json, content_hash, verify_hash
+from .notes import cosign_hash, verify_hash
 from .timeutil import today, utcnow
 
 
@@ -102,7 +101,7 @@ def _open_review(author: User, reviewer_id: int, previous: list[Review], client_
                     submitted_at=utcnow(), **subject)
     db.session.add(review)
     db.session.flush()
-    audit.record("review.submitted", obj=review, client_code=client_code,
+    audit.record("review.submitted", obj=review, user=author, client_code=client_code,
                  detail={"note_id": review.note_id, "course_id": review.course_id,
                          "round": review.round})
     return review
@@ -187,7 +186,8 @@ def comment(review: Review, supervisor: User, field_key: str | None, body: str) 
                           body=body, created_at=utcnow())
     db.session.add(found)
     db.session.flush()
-    audit.record("review.commented", obj=review, client_code=review_client_code(review),
+    audit.record("review.commented", obj=review, user=supervisor,
+                 client_code=review_client_code(review),
                  detail={"comment_id": found.id, "field": field_key or None})
     return found
 
@@ -219,16 +219,14 @@ def decide(review: Review, supervisor: User, action: str) -> Signature | None:
         raise ReviewError("Unknown review action.")
     review.decided_at = utcnow()
     db.session.flush()
-    audit.record(f"review.{review.status}", obj=review, client_code=_code(note),
+    audit.record(f"review.{review.status}", obj=review, user=supervisor, client_code=_code(note),
                  detail={"note_id": note.id, "round": review.round})
     return signature
 
 
 def _cosign(note: Note, supervisor: User, review: Review) -> Signature:
     now = utcnow()
-    digest = hashlib.sha256(canonical_json({
-        "note_hash": content_hash(note), "cosigner_id": supervisor.id,
-        "review_id": review.id, "at": now.isoformat()}).encode()).hexdigest()
+    digest = cosign_hash(note, supervisor.id, review.id, now)
     signature = Signature(note_id=note.id, signer_id=supervisor.id, kind="cosign",
                           signed_at=now, content_hash=digest)
     db.session.add(signature)
@@ -258,8 +256,20 @@ def _decide_course(review: Review, supervisor: User, action: str) -> None:
         raise ReviewError("Unknown review action.")
     review.decided_at = utcnow()
     db.session.flush()
-    audit.record(f"review.{review.status}", obj=review, client_code=course.client.code,
+    audit.record(f"review.{review.status}", obj=review, user=supervisor,
+                 client_code=course.client.code,
                  detail={"course_id": course.id, "round": review.round})
+
+
+def cosigned_note_ids(event) -> list[int]:
+    """The notes a ``review.cosigned`` audit event co-signed."""
+    detail = event.detail or {}
+    if isinstance(detail.get("note_id"), int):
+        return [detail["note_id"]]
+    review = db.session.get(Review, event.object_id) if event.object_id else None
+    if review is None or review.course_id is None:
+        return []
+    return [int(n) for n in review.snapshot.get("notes", {}) if str(n).isdigit()]
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -20,10 +21,12 @@ from . import outcomes
 from .extensions import db
 from .forms import FORMAT_LABELS, KIND_LABELS
 from .modality import get_registry
-from .modality.answers import ScoreResult, compute_scores, ref_titles
+from .modality.answers import ScoreResult, compute_scores, plain_answers, ref_titles
 from .modality.schema import Field, Template
 from .models import Course, Note, NoteState, Signature, SupervisionRelationship, TherapySession
 from .timeutil import today
+
+log = logging.getLogger("kaptools.summaries")
 
 SUMMARY, HANDOUT, PACKET = "summary", "handout", "packet"
 TITLES = {SUMMARY: "Integration summary", HANDOUT: "Your integration handout",
@@ -73,6 +76,9 @@ class NoteBlock:
     hash_ok: bool | None = None
     error_reason: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The answers as plain (label, text) lines, printed when the block cannot be laid out.
+    plain: list[tuple[str, str]] = field(default_factory=list)
+    degraded: bool = False
 
 
 @dataclass
@@ -159,16 +165,26 @@ def _supervisors(course: Course) -> list[str]:
 
 
 def _note_block(note: Note, template: Template, kind: str) -> NoteBlock:
-    record = dict(note.answers)
+    record = dict(note.answers) if isinstance(note.answers, dict) else {}
+    try:
+        answers = client_visible(template, record) if kind == HANDOUT else record
+    except Exception:  # never risk the wrong thing on a client's page: leave it out
+        log.exception("note %s: client-visible answers could not be picked", note.id)
+        answers = {}
+    block = NoteBlock(note.id, note.modality, template.title, note.template_version,
+                      template, answers, {}, note.state, plain=plain_answers(template, answers))
+    try:
+        # Everything computed from the answers: data no template expects degrades the
+        # block to plain text instead of stopping the document.
+        block.refs = ref_titles(template, record)
+        if kind != HANDOUT:
+            block.scores = compute_scores(template, record)
+            block.extras = _diagrams(note.modality, record)
+    except Exception:
+        log.exception("note %s could not be laid out; printing it as plain text", note.id)
+        block.degraded = True
     if kind == HANDOUT:
-        answers = client_visible(template, record)
-        block = NoteBlock(note.id, note.modality, template.title, note.template_version,
-                          template, answers, ref_titles(template, record), note.state)
         return block
-    block = NoteBlock(note.id, note.modality, template.title, note.template_version, template,
-                      record, ref_titles(template, record), note.state,
-                      scores=compute_scores(template, record))
-    block.extras = _diagrams(note.modality, record)
     sigs = db.session.scalars(select(Signature).where(Signature.note_id == note.id)
                               .order_by(Signature.signed_at))
     block.signatures = [SignatureInfo(s.signer.display_name, s.kind, s.signed_at,
@@ -230,7 +246,12 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
             sess.summary, sess.follows.session_date if sess.follows else None, blocks))
 
     points = outcomes.course_outcomes(course) if kind != HANDOUT and only is None else []
-    chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(course, points)) if points else None
+    try:
+        chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(course, points)) \
+            if points else None
+    except Exception:
+        log.exception("the outcome chart of course %s could not be drawn", course.id)
+        chart = None
     dates = f"{course.starts_on:%d %b %Y}" + (f" – {course.ends_on:%d %b %Y}"
                                               if course.ends_on else "")
     scope_label = (f"{KIND_LABELS.get(only.kind, only.kind)} session, {only.session_date:%d %b %Y}"
@@ -301,8 +322,9 @@ def default_sheets(doc: Document, course: Course) -> list[str]:
     chosen: list[str] = []
     for sess in doc.sessions:
         for note in sess.notes:
-            for practice in note.answers.get("practices", []) or []:
-                sheet = PRACTICE_TO_SHEET.get(practice)
+            practices = note.answers.get("practices")
+            for practice in practices if isinstance(practices, list) else []:
+                sheet = PRACTICE_TO_SHEET.get(practice) if isinstance(practice, str) else None
                 if sheet and sheet not in chosen:
                     chosen.append(sheet)
             if note.answers.get("calm_place") and "calm_place" not in chosen:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, g, jsonify, render_template, request
 from flask_login import current_user
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, generate_csrf
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from . import audit
@@ -22,7 +25,11 @@ ERROR_MESSAGES = {
     429: ("Too many attempts", "Wait a few minutes before trying again."),
     500: ("Something went wrong", "Nothing you saved before this is lost. Try again in a "
                                   "moment; if it keeps happening, tell your administrator."),
+    503: ("The database did not respond", "kaptools could not reach its database just now, "
+                                          "so nothing was saved. Try again in a moment; if "
+                                          "it keeps happening, tell your administrator."),
 }
+log = logging.getLogger("kaptools")
 
 
 def current_scope() -> Scope:
@@ -43,9 +50,21 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(documents.bp)
     app.register_blueprint(reviews.bp)
 
+    from .isolation import call_isolated, render_isolated
     from .markdown_render import render_markdown
     from .modality import get_registry
-    from .modality.answers import display_value, ref_titles
+    from .modality.answers import display_value, plain_answers, ref_titles
+
+    def note_block(template_name: str, n, doc):
+        """One note of a document, laid out on its own (plain text if it cannot be)."""
+        return render_isolated(template_name, fallback={"title": n.title, "lines": n.plain},
+                               n=n, doc=doc)
+
+    def modality_block(n, doc):
+        """The modality's own print layout of a note (plain text if it cannot be)."""
+        return render_isolated(
+            ["print/modality/" + n.slug + ".html", "print/modality/_generic.html"],
+            fallback={"title": "", "lines": n.plain}, n=n, doc=doc)
 
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.globals.update(
@@ -56,12 +75,45 @@ def init_app(app: Flask) -> None:
         ROLE_LABELS=ROLE_LABELS,
         REVIEW_MODE_LABELS=REVIEW_MODE_LABELS,
         clinic_name=lambda: app.config["CLINIC_NAME"],
+        nav_user=nav_user,
+        note_block=note_block,
+        modality_block=modality_block,
+        call_isolated=call_isolated,
+        plain_answers=plain_answers,
     )
     app.context_processor(lambda: {"registry": get_registry()})
     app.before_request(_require_login)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(SQLAlchemyError, _database_error)
     app.register_error_handler(Exception, _unexpected_error)
+
+
+def nav_user():
+    """The signed-in user for page chrome, or None; never fails when the database does."""
+    if g.get("database_unavailable"):
+        return None
+    try:
+        return current_user if current_user.is_authenticated else None
+    except SQLAlchemyError:
+        _rollback()
+        _database_unavailable()
+        return None
+
+
+def _database_unavailable() -> None:
+    """From here on this request renders without the database: no user is loaded again
+    (Flask-Login would otherwise reload the user for every template it renders)."""
+    g.database_unavailable = True
+    g._login_user = login_manager.anonymous_user()
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:  # the connection itself is gone
+        log.warning("rollback failed; discarding the session", exc_info=True)
+        db.session.remove()
 
 
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
@@ -104,24 +156,139 @@ def _carry_to_login():
                            carry_token=carry_token(expired_uid, request.path)), 401
 
 
-def _render_error(code: int, detail: str | None = None):
-    title, message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400 if code < 500 else 500])
-    return render_template("errors/error.html", code=code, title=title,
+def _render_error(code: int, detail: str | None = None, title: str | None = None):
+    default_title, message = ERROR_MESSAGES.get(code,
+                                                ERROR_MESSAGES[400 if code < 500 else 500])
+    return render_template("errors/error.html", code=code, title=title or default_title,
                            message=detail or message), code
 
 
+# What was posted, shown back when a request fails before it could be saved -------------
+
+KEPT_SKIP = frozenset({"csrf_token", "carry_token", "action"})
+# Never shown back: passwords (sign-in, password change, account forms).
+SECRET_FIELDS = frozenset({"password", "current", "new", "confirm"})
+
+
+def _posted_pairs() -> list[tuple[str, str]]:
+    if request.method != "POST" or (request.endpoint or "").startswith("auth."):
+        return []
+    try:
+        return [(k, v) for k, v in request.form.items(multi=True)
+                if k not in KEPT_SKIP and k not in SECRET_FIELDS]
+    except Exception:  # an unreadable body: nothing to show back
+        return []
+
+
+def _wants_json() -> bool:
+    return request.endpoint in JSON_ENDPOINTS or request.headers.get("X-Requested-With") == \
+        "fetch" or request.accept_mimetypes.best == "application/json"
+
+
+def _kept_page(code: int, title: str, message: str, resend: bool):
+    """The app's own error page with everything the request carried, ready to send again."""
+    pairs = _posted_pairs()
+    if _wants_json():
+        return jsonify(status="unavailable" if code == 503 else "refused", message=message), code
+    if not pairs:
+        return _render_error(code, message, title=title)
+    return render_template("errors/kept.html", code=code, title=title, message=message,
+                           pairs=pairs, shown=_labelled(pairs), resend=resend,
+                           action=request.path,
+                           token=generate_csrf() if resend else None), code
+
+
+HIDDEN_KEPT = ("item_id", "note_version", "editor_id", "modality", "template_version")
+
+
+def _labelled(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The typed values worth showing, each under its field's label when it can be told
+    (a note's editor says which template it is; no database is needed for that)."""
+    from .modality import get_registry
+
+    posted = dict(pairs)
+    template = None
+    version = posted.get("template_version", "")
+    if version.isdigit():
+        template = get_registry().get(posted.get("modality", ""), int(version))
+    shown = []
+    for name, value in pairs:
+        if not value.strip() or name.endswith(HIDDEN_KEPT):
+            continue
+        shown.append((_label(template, name), value))
+    return shown
+
+
+def _label(template, name: str) -> str:
+    parts = name.split("-")
+    if template is None:
+        return " › ".join(p.replace("_", " ") for p in parts)
+    labels, fields = [], template.fields
+    for i, part in enumerate(parts):
+        if i % 2:  # a row number
+            labels[-1] = f"{labels[-1]} {int(part) + 1}" if part.isdigit() else labels[-1]
+            continue
+        found = next((f for f in fields if f.key == part), None)
+        if found is None:
+            return " › ".join(p.replace("_", " ") for p in parts)
+        labels.append(found.item_label if found.type == "group" and i + 1 < len(parts)
+                      else found.label)
+        fields = found.fields
+    return " › ".join(labels)
+
+
+def _database_error(error: SQLAlchemyError):
+    """Locked, slow, full or absent database: a 503 that keeps what was typed."""
+    _rollback()
+    _database_unavailable()
+    if isinstance(error, DataError):
+        log.warning("refused data on %s: %s", request.path, error.__class__.__name__)
+        return _kept_page(400, "This could not be stored",
+                          "Something in what you sent cannot be stored (for example an "
+                          "invisible control character). Nothing was saved; your text is "
+                          "below.", resend=False)
+    if isinstance(error, IntegrityError):
+        log.warning("integrity error on %s", request.path, exc_info=True)
+        return _kept_page(409, "This changed at the same time elsewhere",
+                          "Someone else changed the same record at the same moment, so "
+                          "nothing was saved. Your text is below; reload the page and try "
+                          "again.", resend=False)
+    log.error("database unavailable on %s: %s", request.path, error.__class__.__name__,
+              exc_info=True)
+    title, message = ERROR_MESSAGES[503]
+    # CSRF was checked before the view ran, so the form came from a kaptools page and
+    # can be offered for sending again.
+    return _kept_page(503, title, message + " Everything you typed is below.", resend=True)
+
+
 def _csrf_error(error: CSRFError):
-    return _render_error(400, "This form expired or did not come from kaptools, so nothing was "
-                              "saved. Go back, reload the page and send it again.")
+    message = ("This form expired or did not come from kaptools, so nothing was saved. "
+               "Everything it carried is below.")
+    return _kept_page(400, "This form has expired", message, resend=_carry_is_mine())
+
+
+def _carry_is_mine() -> bool:
+    """Whether the expired form carries a token that this page issued to this user."""
+    from .auth import carry_allowed
+
+    try:
+        user = nav_user()
+        return user is not None and carry_allowed(request.form.get("carry_token"), user,
+                                                  request.path)
+    except Exception:
+        return False
 
 
 def _http_error(error: HTTPException):
     code = error.code or 500
-    if code in (403, 404) and current_user.is_authenticated:
-        db.session.rollback()
-        audit.record("access.denied", detail={"status": code, "path": request.path[:200],
-                                              "method": request.method})
-        db.session.commit()
+    if code in (403, 404) and nav_user() is not None:
+        try:
+            db.session.rollback()
+            audit.record("access.denied", detail={"status": code, "path": request.path[:200],
+                                                  "method": request.method})
+            db.session.commit()
+        except SQLAlchemyError:
+            _rollback()
     if code == 405 or code >= 500 or code in ERROR_MESSAGES:
         return _render_error(code)
     return error
@@ -129,8 +296,6 @@ def _http_error(error: HTTPException):
 
 def _unexpected_error(error: Exception):
     # Never a stack trace to the user; the log keeps it for the administrator.
-    import logging
-
-    logging.getLogger("kaptools").exception("Unhandled error on %s", request.path)
-    db.session.rollback()
+    log.exception("Unhandled error on %s", request.path)
+    _rollback()
     return _render_error(500)

@@ -330,9 +330,12 @@ def test_a_course_summary_goes_through_review(app, world):
     anchor = f"note:{world['note']}:situation"
     assert ruth.post(f"/reviews/{rid}/comments", {"field_key": anchor,
                                                   "body": "Say which Sunday."}).status_code == 302
-    bad = ruth.post(f"/reviews/{rid}/comments", {"field_key": "note:99999", "body": "x"})
-    assert "not part of this submission" in ruth.get(bad.headers["Location"]).get_data(
-        as_text=True)
+    bad = ruth.post(f"/reviews/{rid}/comments", {"field_key": "note:99999",
+                                                 "body": "Kept though refused"})
+    # Refused at the form, with the comment's text still there to fix and send again.
+    assert bad.status_code == 422
+    assert "not part of this submission" in bad.get_data(as_text=True)
+    assert "Kept though refused" in bad.get_data(as_text=True)
     # Co-signing needs every note signed at submission: refused for a draft.
     ruth.post(f"/reviews/{rid}/cosign")
     with app.app_context():

@@ -16,7 +16,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from .forms import ITEM_ID_RE, NoteForm, form_class, new_item_id
-from .schema import Field, Score, Template
+from .schema import GROUP_HARD_MAX, Field, Score, Template
 
 Answers = dict[str, Any]
 
@@ -102,6 +102,12 @@ def validate_note(form: NoteForm, complete: bool = True) -> bool:
     """
     form.group_errors = {}
     form.validate()
+    for name, count in getattr(form, "rows_dropped", {}).items():
+        group = _group_named(form.template, name)
+        form.group_errors.setdefault(name, []).append(
+            f"At most {group.max_items} are allowed; {count} more rows were sent than can be "
+            "shown here and were not kept." if group else
+            f"{count} rows were sent beyond what this note can hold and were not kept.")
     answers = _collect_level(form.template.fields, form)
     _check_level(form, form.template.fields, form, answers, answers, complete=complete)
     return not has_errors(form)
@@ -147,6 +153,18 @@ def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: A
             wt.errors = list(wt.errors) + [f"Choose at most {f.max_selected}."]
 
 
+def _group_named(template: Template, name: str) -> Field | None:
+    """The group field behind a posted name such as ``parts`` or ``targets-0-sets``."""
+    parts = name.split("-")
+    fields, found = template.fields, None
+    for key in parts[::2]:
+        found = next((f for f in fields if f.key == key), None)
+        if found is None:
+            return None
+        fields = found.fields
+    return found
+
+
 def _group_ids(items: Any) -> set[str]:
     if not isinstance(items, list):
         return set()
@@ -184,6 +202,107 @@ def iter_errors(form: Any, prefix: str = ""):
             for message in wt.errors if isinstance(wt.errors, list) else []:
                 if isinstance(message, str):
                     yield f"{prefix}{wt.short_name}", message
+
+
+# ---------------------------------------------------------------------------
+# Bounding posted data by the template, before any form is built.
+#
+# A browser can post anything: ten thousand rows of a group, row numbers in the
+# billions, a field repeated a million times, names no template has. Only what the
+# template can hold is kept, so building and checking a form costs no more than the
+# template allows, whatever the encoding of the request.
+
+_Tree = dict[str, Any]
+ROWS_OVER_LIMIT_KEPT = 5
+
+
+def bound_formdata(template: Template, formdata: Any) -> tuple[MultiDict, dict[str, int]]:
+    """Keep the posted values the template can hold; count rows over a group's limit.
+
+    Returns the kept data, with each group's non-blank rows numbered 0, 1, 2... in their
+    posted order, and {group field name: rows not kept} for groups sent too many rows.
+    """
+    tree: _Tree = {}
+    items = formdata.items(multi=True) if hasattr(formdata, "items") else formdata
+    for key, value in items:
+        if isinstance(key, str) and isinstance(value, str) and len(key) <= 400:
+            _place(template.fields, key.split("-"), value, tree)
+    out: MultiDict = MultiDict()
+    dropped: dict[str, int] = {}
+    _emit(template.fields, tree, "", out, dropped)
+    return out, dropped
+
+
+def bounded_pairs(template: Template, formdata: Any) -> list[tuple[str, str]]:
+    """The posted pairs a template can hold, in order (for keeping an editor's state)."""
+    return list(bound_formdata(template, formdata)[0].items(multi=True))
+
+
+def _field_map(fields: tuple[Field, ...]) -> dict[str, Field]:
+    return {f.key: f for f in fields}
+
+
+def _place(fields: tuple[Field, ...], parts: list[str], value: str, tree: _Tree) -> None:
+    by_key = _field_map(fields)
+    name = parts[0]
+    f = by_key.get(name)
+    if f is None:
+        if name == "item_id" and len(parts) == 1:
+            tree.setdefault("item_id", value)
+        return
+    if f.type == "group":
+        if len(parts) < 3 or not parts[1].isdigit() or len(parts[1]) > 12:
+            return
+        rows = tree.setdefault(name, {})
+        index = int(parts[1])
+        if index not in rows and len(rows) > 4 * GROUP_HARD_MAX:
+            return  # far past any group's limit: counted no further
+        _place(f.fields, parts[2:], value, rows.setdefault(index, {}))
+        return
+    if len(parts) != 1:
+        return
+    values = tree.setdefault(name, [])
+    limit = max(1, len(f.choices)) if f.type == "multichoice" else 1
+    if len(values) < limit and (f.type != "multichoice" or value not in values):
+        values.append(value)
+
+
+def _blank(fields: tuple[Field, ...], row: _Tree) -> bool:
+    by_key = _field_map(fields)
+    for key, value in row.items():
+        f = by_key.get(key)
+        if f is None:
+            continue  # item_id alone does not make a row
+        if f.type == "group":
+            if any(not _blank(f.fields, sub) for sub in value.values()):
+                return False
+        elif any(v.strip() for v in value):
+            return False
+    return True
+
+
+def _emit(fields: tuple[Field, ...], tree: _Tree, prefix: str, out: MultiDict,
+          dropped: dict[str, int]) -> None:
+    if "item_id" in tree:
+        out.add(prefix + "item_id", tree["item_id"])
+    for f in fields:
+        if f.key not in tree:
+            continue
+        name = prefix + f.key
+        if f.type != "group":
+            for value in tree[f.key]:
+                out.add(name, value)
+            continue
+        rows = [tree[f.key][i] for i in sorted(tree[f.key])]
+        filled = [row for row in rows if not _blank(f.fields, row)]
+        # A few rows over the limit stay in the form, to be removed by the therapist;
+        # beyond that (a crafted request) they are not kept at all.
+        keep = f.max_items + ROWS_OVER_LIMIT_KEPT
+        if len(filled) > keep:
+            dropped[name] = len(filled) - keep
+            filled = filled[:keep]
+        for i, row in enumerate(filled):
+            _emit(f.fields, row, f"{name}-{i}-", out, dropped)
 
 
 # ---------------------------------------------------------------------------
@@ -225,13 +344,19 @@ def answers_to_formdata(template: Template, answers: Answers) -> MultiDict:
     return out
 
 
-def build_form(template: Template, formdata: MultiDict | None = None,
+def build_form(template: Template, formdata: Any = None,
                answers: Answers | None = None) -> NoteForm:
-    """A form for this template, from posted data or from stored answers."""
+    """A form for this template, from posted data or from stored answers.
+
+    Posted data is first bounded by the template (see ``bound_formdata``); rows a group
+    cannot hold are reported by ``validate_note``.
+    """
     if formdata is None:
         formdata = answers_to_formdata(template, answers or {})
-    form = form_class(template)(formdata=formdata)
+    kept, dropped = bound_formdata(template, formdata)
+    form = form_class(template)(formdata=kept)
     form.group_errors = {}
+    form.rows_dropped = dropped
     set_ref_choices(form)
     return form
 
@@ -262,6 +387,8 @@ def set_ref_choices(form: NoteForm) -> None:
             elif f.type == "group":
                 for entry in wt_form[f.key].entries:
                     walk(f.fields, entry.form, here)
+                if (blank := getattr(wt_form[f.key], "blank_row", None)) is not None:
+                    walk(f.fields, blank, here)
 
     walk(template.fields, form, {k: (g, form[k]) for k, g in top_groups.items()})
 
@@ -284,6 +411,36 @@ def add_blank_rows(form: NoteForm) -> None:
     set_ref_choices(form)
 
 
+ROW_PLACEHOLDER = "__row{depth}__"
+
+
+def prepare_editor(form: NoteForm) -> None:
+    """Ready a form for the editor page: a spare blank row in each group (for editing
+    without JavaScript) and, per group, a blank row to copy when a row is added.
+
+    New rows are always made from that server-rendered blank row, never by copying a
+    filled one, so adding a row can never touch the answers of another.
+    """
+    add_blank_rows(form)
+
+    def walk(fields, wt_form, depth: int) -> None:
+        for f in fields:
+            if f.type != "group":
+                continue
+            wt = wt_form[f.key]
+            for entry in wt.entries:
+                walk(f.fields, entry.form, depth + 1)
+            placeholder = ROW_PLACEHOLDER.format(depth=depth)
+            item_class = wt.unbound_field.args[0]
+            blank = item_class(formdata=None, prefix=f"{wt.name}-{placeholder}-")
+            walk(f.fields, blank, depth + 1)
+            wt.blank_row = blank
+            wt.row_placeholder = placeholder
+
+    walk(form.template.fields, form, 0)
+    set_ref_choices(form)
+
+
 def validate_answers(template: Template, answers: Answers) -> list[tuple[str, str]]:
     """Check stored or sample answers against a template; list (path, message)."""
     form = build_form(template, answers=answers)
@@ -291,10 +448,13 @@ def validate_answers(template: Template, answers: Answers) -> list[tuple[str, st
     return list(iter_errors(form))
 
 
-def round_trip(template: Template, answers: Answers) -> Answers:
-    """answers → form data → form → answers (with private content merged back)."""
+def round_trip(template: Template, answers: Answers, complete: bool = True) -> Answers:
+    """answers → form data → form → answers (with private content merged back).
+
+    ``complete=False`` checks them as a draft (missing answers allowed).
+    """
     form = build_form(template, answers=answers)
-    if not validate_note(form):
+    if not validate_note(form, complete=complete):
         raise ValueError(list(iter_errors(form)))
     record, private = collect(form)
     return {**record, **private}
@@ -321,7 +481,8 @@ class ScoreResult:
 
 
 def compute_scores(template: Template, answers: Answers) -> list[ScoreResult]:
-    return [_score(score, answers) for score in template.scores]
+    return [_score(score, answers if isinstance(answers, dict) else {})
+            for score in template.scores]
 
 
 def _score(score: Score, answers: Answers) -> ScoreResult:
@@ -357,8 +518,10 @@ def ref_titles(template: Template, answers: Answers) -> dict[str, str]:
     titles: dict[str, str] = {}
 
     def walk(fields: tuple[Field, ...], values: Answers) -> None:
+        if not isinstance(values, dict):
+            return
         for f in fields:
-            if f.type != "group":
+            if f.type != "group" or not isinstance(values.get(f.key), list | None):
                 continue
             for i, item in enumerate(values.get(f.key) or []):
                 if not isinstance(item, dict):
@@ -396,3 +559,24 @@ def display_value(f: Field, value: Any, refs: dict[str, str] | None = None) -> s
     if f.type in ("integer", "duration"):
         return f"{value}" + (f" {f.unit}" if f.unit else "")
     return str(value)
+
+
+def plain_answers(template: Template | None, answers: Any) -> list[tuple[str, str]]:
+    """Answers as (label, text) lines using nothing but ``str``: what a note shows when it
+    cannot be laid out as usual (data no template expects). Never fails."""
+    fields = {f.key: f for f in template.fields} if template is not None else {}
+    lines: list[tuple[str, str]] = []
+
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return "; ".join(f"{k}: {text(v)}" for k, v in value.items() if k != "item_id")
+        if isinstance(value, list):
+            return " | ".join(text(v) for v in value)
+        return str(value)
+
+    if not isinstance(answers, dict):
+        return [("Content", text(answers))]
+    for key, value in answers.items():
+        f = fields.get(key)
+        lines.append((f.label if f is not None else str(key), text(value)))
+    return lines

@@ -53,14 +53,34 @@ def load_registry(builtin: Path, extra: Path | None = None) -> Registry:
     return reg
 
 
+def _guarded(path: Path, reg: Registry, read) -> None:
+    """Run one file's reading; whatever goes wrong is that file's problem, never fatal."""
+    try:
+        read()
+    except Exception as exc:  # a checker gap: reported like any problem, the app starts
+        log.exception("unexpected error reading %s", path)
+        reg.problems.append(TemplateProblem(
+            str(path), "(file)", f"could not be read ({exc.__class__.__name__}); check its "
+                                 "structure against the authors' guide"))
+
+
 def _load_shared(path: Path, reg: Registry, extend_only: bool) -> None:
     if not path.is_file():
         if not extend_only:
             reg.problems.append(TemplateProblem(str(path), "(file)", "is missing"))
         return
-    data = read_toml(path, reg.problems)
-    if data is not None:
-        reg.problems.extend(parse_shared(data, str(path), reg.shared, extend_only=extend_only))
+
+    def read() -> None:
+        data = read_toml(path, reg.problems)
+        if data is None:
+            return
+        before = {name: choices for name, choices in reg.shared.choices.items()}
+        problems = parse_shared(data, str(path), reg.shared, extend_only=extend_only)
+        if problems and extend_only:
+            reg.shared.choices = before  # a clinic file with problems extends nothing
+        reg.problems.extend(problems)
+
+    _guarded(path, reg, read)
 
 
 def _load_folder(folder: Path, reg: Registry) -> None:
@@ -72,48 +92,66 @@ def _load_folder(folder: Path, reg: Registry) -> None:
             reg.problems.append(TemplateProblem(
                 str(path), "(file)", "template files are named v1.toml, v2.toml, ..."))
             continue
-        data = read_toml(path, reg.problems)
-        if data is None:
-            continue
-        template, problems = parse_template(data, str(path), reg.shared,
-                                            expect_slug=folder.name,
-                                            expect_version=int(match.group(1)))
-        reg.problems.extend(problems)
-        if template is None:
-            continue
-        if (template.slug, template.version) in reg.templates:
-            reg.problems.append(TemplateProblem(
-                str(path), "version", f"{template.slug} v{template.version} is defined twice"))
-            continue
-        reg.templates[(template.slug, template.version)] = template
+        _guarded(path, reg, lambda path=path, match=match: _load_template(path, match, folder,
+                                                                            reg))
+
+
+def _load_template(path: Path, match: re.Match, folder: Path, reg: Registry) -> None:
+    data = read_toml(path, reg.problems)
+    if data is None:
+        return
+    template, problems = parse_template(data, str(path), reg.shared, expect_slug=folder.name,
+                                        expect_version=int(match.group(1)))
+    reg.problems.extend(problems)
+    if template is None:
+        return
+    if (template.slug, template.version) in reg.templates:
+        reg.problems.append(TemplateProblem(
+            str(path), "version", f"{template.slug} v{template.version} is defined twice"))
+        return
+    reg.templates[(template.slug, template.version)] = template
 
 
 def _check_samples(reg: Registry) -> None:
-    """A template's sample answers must pass its own validation."""
-    from .answers import round_trip, validate_answers
-
+    """A template's sample answers must pass its own validation, in normal form."""
     for template in list(reg.templates.values()):
         if not template.sample:
             continue
-        problems = validate_answers(template, template.sample)
-        for path, message in problems:
-            reg.problems.append(TemplateProblem(template.source, f"sample.{path}", message))
-        if not problems and round_trip(template, template.sample) != template.sample:
-            problems = [("(all)", "is not in normal form (e.g. choices out of list order, "
-                                  "empty answers, or text with surrounding spaces)")]
-            reg.problems.append(TemplateProblem(template.source, "sample", problems[0][1]))
+        try:
+            problems = _sample_problems(template)
+        except Exception as exc:
+            log.exception("unexpected error checking the sample of %s", template.source)
+            problems = [TemplateProblem(template.source, "sample",
+                                        f"could not be checked ({exc.__class__.__name__})")]
         if problems:
+            reg.problems.extend(problems)
             del reg.templates[(template.slug, template.version)]
+
+
+def _sample_problems(template: Template) -> list[TemplateProblem]:
+    from .answers import round_trip, validate_answers
+
+    found = [TemplateProblem(template.source, f"sample.{path}", message)
+             for path, message in validate_answers(template, template.sample)]
+    if not found and round_trip(template, template.sample) != template.sample:
+        found.append(TemplateProblem(template.source, "sample", "is not in normal form (e.g. "
+                                     "choices out of list order, empty answers, or text with "
+                                     "surrounding spaces)"))
+    return found
 
 
 def builtin_dir() -> Path:
     return resource_dir("modalities")
 
 
-def init_app(app: Flask) -> None:
+def clinic_dir(app: Flask) -> Path:
+    """Where a clinic keeps its own templates and choice lists."""
     extra_setting = app.config.get("MODALITIES_EXTRA_DIR")
-    extra = Path(extra_setting) if extra_setting else Path(app.instance_path) / "modalities"
-    reg = load_registry(builtin_dir(), extra)
+    return Path(extra_setting) if extra_setting else Path(app.instance_path) / "modalities"
+
+
+def init_app(app: Flask) -> None:
+    reg = load_registry(builtin_dir(), clinic_dir(app))
     for problem in reg.problems:
         log.error("modality template refused: %s", problem)
     app.extensions["kaptools_registry"] = reg

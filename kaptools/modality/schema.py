@@ -15,7 +15,8 @@ from typing import Any
 MAX_FILE_BYTES = 256 * 1024
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 # Names the note editor posts alongside the answers.
-RESERVED_KEYS = frozenset({"csrf_token", "note_version", "action", "modality", "item_id"})
+RESERVED_KEYS = frozenset({"csrf_token", "note_version", "action", "modality", "item_id",
+                           "template_version", "editor_id", "carry_token"})
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 
 AUDIENCES = ("record", "client", "private")
@@ -213,12 +214,36 @@ def read_toml(path: Path, problems: list[TemplateProblem]) -> dict[str, Any] | N
             str(path), "(file)", f"is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"))
         return None
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         problems.append(TemplateProblem(str(path), "(file)", "is not UTF-8 text"))
     except tomllib.TOMLDecodeError as exc:
-        problems.append(TemplateProblem(str(path), "(file)", f"is not valid TOML ({exc})"))
+        message = " ".join(str(exc).split())
+        problems.append(TemplateProblem(str(path), "(file)", f"is not valid TOML ({message})"))
+    except RecursionError:
+        problems.append(TemplateProblem(str(path), "(file)", "nests arrays or tables too "
+                                                             "deeply to be read"))
+    else:
+        if _depth(data) > MAX_NESTING:
+            problems.append(TemplateProblem(str(path), "(file)", f"nests more than "
+                                                                 f"{MAX_NESTING} levels deep"))
+            return None
+        return data
     return None
+
+
+MAX_NESTING = 24
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply tables and arrays nest (stops counting past the limit)."""
+    if level > MAX_NESTING:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 class _Checker:
@@ -516,7 +541,8 @@ class _Checker:
         children = self.field_list(raw_fields, f"{path}.fields", depth + 1)
         kwargs["fields"] = children
         title = raw.get("item_title")
-        if title is not None and title not in {c.key for c in children}:
+        if title is not None and (not isinstance(title, str)
+                                  or title not in {c.key for c in children}):
             self.problem(f"{path}.item_title", f"names {title!r}, which is not a field here")
             title = None
         kwargs["item_title"] = title
@@ -578,15 +604,22 @@ def parse_shared(data: dict[str, Any], file: str, shared: Shared,
     checker.unknown_keys(data, allowed, "")
     if extend_only:
         data = {"extend": data.get("extend") or {}}
-    for name, raw in (data.get("scales") or {}).items():
+    tables = {}
+    for section in ("scales", "choices", "extend"):
+        value = data.get(section) or {}
+        if not isinstance(value, dict):
+            checker.problem(section, "must be a table of named lists")
+            value = {}
+        tables[section] = value
+    for name, raw in tables["scales"].items():
         scale = checker.scale_def(raw, f"scales.{name}", name)
         if scale:
             shared.scales[name] = scale
-    for name, raw in (data.get("choices") or {}).items():
+    for name, raw in tables["choices"].items():
         choices = checker.choice_list(raw, f"choices.{name}")
         if choices is not None:
             shared.choices[name] = choices
-    for name, raw in (data.get("extend") or {}).items():
+    for name, raw in tables["extend"].items():
         path = f"extend.{name}"
         if name not in shared.choices:
             checker.problem(path, f"there is no choice list {name!r} to extend")
@@ -686,10 +719,18 @@ def _parse_scores(c: _Checker, raw_scores: Any, fields: dict[str, Field]) -> tup
             else:
                 max_total += f.scale.max
         bands = []
-        for j, band in enumerate(raw.get("bands", [])):
+        raw_bands = raw.get("bands", [])
+        if not isinstance(raw_bands, list):
+            c.problem(f"{path}.bands", "must be a list of tables")
+            raw_bands = []
+        for j, band in enumerate(raw_bands):
             bpath = f"{path}.bands[{j}]"
             if not isinstance(band, dict) or set(band) != {"min", "max", "label"}:
                 c.problem(bpath, "must have min, max and label")
+                continue
+            if any(isinstance(band[k], bool) or not isinstance(band[k], int)
+                   for k in ("min", "max")) or not isinstance(band["label"], str):
+                c.problem(bpath, "min and max must be whole numbers and label a string")
                 continue
             if band["min"] > band["max"]:
                 c.problem(bpath, f"min ({band['min']}) is greater than max ({band['max']})")
@@ -702,13 +743,19 @@ def _parse_scores(c: _Checker, raw_scores: Any, fields: dict[str, Field]) -> tup
                                            f"({a.label} ends at {a.max}, {b.label} starts at "
                                            f"{b.min})")
         flags = []
-        for j, flag in enumerate(raw.get("flags", [])):
+        raw_flags = raw.get("flags", [])
+        if not isinstance(raw_flags, list):
+            c.problem(f"{path}.flags", "must be a list of tables")
+            raw_flags = []
+        for j, flag in enumerate(raw_flags):
             fpath = f"{path}.flags[{j}]"
             if not isinstance(flag, dict) or "field" not in flag or "label" not in flag:
                 c.problem(fpath, "must have field, a condition (gt or equals) and label")
                 continue
             ops = [k for k in ("gt", "equals") if k in flag]
-            if len(ops) != 1 or flag["field"] not in fields:
+            if len(ops) != 1 or not isinstance(flag["field"], str) \
+                    or flag["field"] not in fields or not isinstance(flag["label"], str) \
+                    or isinstance(flag[ops[0]], list | dict):
                 c.problem(fpath, "needs an existing field and exactly one of gt or equals")
                 continue
             flags.append(Flag(flag["field"], ops[0], flag[ops[0]], str(flag["label"])))

@@ -9,7 +9,13 @@ from sqlalchemy import select
 from .. import audit
 from ..auth import end_all_sessions
 from ..extensions import db
-from ..forms import EndSupervisionForm, SupervisionForm, UserForm, choice_list
+from ..forms import (
+    AuditFilterForm,
+    EndSupervisionForm,
+    SupervisionForm,
+    UserForm,
+    choice_list,
+)
 from ..models import Role, SupervisionRelationship, User
 from ..passwords import hash_password
 from ..timeutil import utcnow
@@ -130,31 +136,44 @@ def end_supervision(rel_id: int):
 @bp.get("/audit")
 def audit_log():
     """Search the audit trail by user, client code, action and date."""
-    from datetime import date, datetime, time
+    from datetime import datetime, time
 
     from ..models import AuditEvent
     from ..timeutil import UTC
 
-    args = request.args
-    query = select(AuditEvent)
-    if username := (args.get("user") or "").strip().lower():
-        query = query.where(AuditEvent.username == username)
-    if code := (args.get("client") or "").strip():
-        query = query.where(AuditEvent.client_code == code)
-    if action := (args.get("action") or "").strip():
-        query = query.where(AuditEvent.action.startswith(action))
-    for name, op in (("since", ">="), ("until", "<=")):
-        try:
-            day = date.fromisoformat(args.get(name) or "")
-        except ValueError:
-            continue
-        bound = datetime.combine(day, time.min if op == ">=" else time.max, tzinfo=UTC)
-        query = query.where(AuditEvent.created_at >= bound if op == ">="
-                            else AuditEvent.created_at <= bound)
-    page = max(1, args.get("page", 1, type=int) or 1)
-    events = db.session.scalars(query.order_by(AuditEvent.id.desc())
-                                .offset((page - 1) * 100).limit(101)).all()
+    form = AuditFilterForm(formdata=request.args)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    events: list = []
+    valid = form.validate()
+    if valid:
+        query = select(AuditEvent)
+        if form.user.data:
+            query = query.where(AuditEvent.username == form.user.data.lower())
+        if form.client.data:
+            query = query.where(AuditEvent.client_code == form.client.data)
+        if form.action.data:
+            query = query.where(AuditEvent.action.startswith(form.action.data))
+        if form.since.data:
+            query = query.where(AuditEvent.created_at >= datetime.combine(
+                form.since.data, time.min, tzinfo=UTC))
+        if form.until.data:
+            query = query.where(AuditEvent.created_at <= datetime.combine(
+                form.until.data, time.max, tzinfo=UTC))
+        events = db.session.scalars(query.order_by(AuditEvent.id.desc())
+                                    .offset((page - 1) * 100).limit(101)).all()
     actions = db.session.scalars(select(AuditEvent.action).distinct()
                                  .order_by(AuditEvent.action)).all()
+    args = {k: v for k, v in request.args.items() if k != "page"} if valid else {}
     return render_template("admin/audit.html", events=events[:100], more=len(events) > 100,
-                           page=page, args=args, actions=actions)
+                           page=page, args=args, actions=actions, form=form)
+
+
+@bp.get("/templates")
+def templates():
+    """Note templates in use, and clinic templates that were refused, with the reasons."""
+    from ..modality import get_registry
+
+    registry = get_registry()
+    return render_template("admin/templates.html", templates=sorted(
+        registry.templates.values(), key=lambda t: (t.slug, t.version)),
+        problems=registry.problems)

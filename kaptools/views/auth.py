@@ -5,14 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import audit
+from .. import audit, throttle
 from ..auth import (
-    LOGIN_FAILED,
     authenticate,
     carry_allowed,
     end_all_sessions,
     end_session,
-    is_throttled,
     safe_next,
     start_session,
 )
@@ -42,17 +40,18 @@ def login():
     if form.validate_on_submit():
         username = form.username.data.lower()
         address = audit.client_address()
-        if is_throttled(username, address):
-            audit.record("login.throttled", username=username[:64])
+        if scope := throttle.blocked(username, address):
+            throttle.record_blocked(username, address, scope)
             db.session.commit()
             form.form_errors.append("Too many failed attempts. Wait 15 minutes and try again.")
             return render_template("auth/login.html", form=form, **page), 429
         user = authenticate(username, form.password.data)
         if user is None:
-            audit.record(LOGIN_FAILED, username=username[:64])
+            throttle.record_failure(username, address)
             db.session.commit()
             form.form_errors.append(GENERIC_FAILURE)
             return render_template("auth/login.html", form=form, **page), 200
+        throttle.record_success(username, address)
         destination = safe_next(request.args.get("next"))
         session.clear()
         g.pop("csrf_token", None)  # a new session gets a new CSRF token

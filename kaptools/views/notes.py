@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,19 +22,21 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
 
 from .. import audit, notes, reviews
+from ..auth import carry_token
 from ..extensions import db
+from ..forms import AddendumForm, EnteredInErrorForm
 from ..markdown_render import render_markdown
 from ..modality import get_registry
 from ..modality.answers import (
-    add_blank_rows,
+    bounded_pairs,
     build_form,
     collect,
     compute_scores,
     iter_errors,
+    prepare_editor,
     validate_note,
 )
 from ..models import Note, NoteState, Signature
-from ..textcheck import text_problem
 from ..web import current_scope
 
 bp = Blueprint("notes", __name__)
@@ -99,22 +111,33 @@ def note(note_id: int):
         return _save(found, template)
     if not editable:
         return _show(found, template)
-    pending = notes.pending_autosave(found, current_user)
+    pending = notes.unsaved_elsewhere(found, current_user, editor_id=None)
     if pending is not None:
         form = build_form(template, formdata=MultiDict(pending.formdata))
         validate_note(form, complete=False)
         if pending.base_version != found.version:
-            return _conflict(found, template, form, autosaved_at=pending.saved_at)
+            return _conflict(found, template, form, pending.editor_id,
+                             autosaved_at=pending.saved_at)
+        editor_id = pending.editor_id  # this page carries on where that tab stopped
     else:
         private = notes.private_answers(found, current_user)
         form = build_form(template, answers={**found.answers, **private})
-    add_blank_rows(form)
+        editor_id = notes.new_editor_id()
     audit.record("note.opened", obj=found, client_code=found.session.course.client.code)
     db.session.commit()
-    return render_template("notes/edit.html", note=found, template=template, form=form,
-                           scores=compute_scores(template, collect(form)[0]),
-                           restored_at=pending.saved_at if pending else None,
-                           **_review_context(found))
+    return _editor(found, template, form, editor_id,
+                   restored_at=pending.saved_at if pending else None)
+
+
+def _editor(found: Note, template, form, editor_id: str, status: int = 200, **page):
+    """The editor page: rows to add, the editor's identity, what the last save settled."""
+    prepare_editor(form)
+    page.setdefault("scores", compute_scores(template, collect(form)[0]))
+    return render_template(
+        "notes/edit.html", note=found, template=template, form=form, editor_id=editor_id,
+        carry_token=carry_token(current_user.id, url_for(".note", note_id=found.id)),
+        saved_editor=session.pop("saved_editor", None), **page,
+        **_review_context(found)), status
 
 
 def _review_context(found: Note) -> dict:
@@ -129,70 +152,78 @@ def _review_context(found: Note) -> dict:
             if found.state == NoteState.DRAFT and found.author_id == current_user.id else None}
 
 
+def _editor_id() -> str:
+    """The editor a post comes from; posts that do not say share one slot."""
+    return notes.valid_editor_id(request.form.get("editor_id")) or UNNAMED_EDITOR
+
+
+UNNAMED_EDITOR = "unnamed-editor"
+
+
 def _save(found: Note, template):
     note_id = found.id
-    action = request.form.get("action", "save")
-    signing = action == "sign"
+    signing = request.form.get("action", "save") == "sign"
+    editor_id = _editor_id()
     form = build_form(template, formdata=request.form)
     ok = validate_note(form, complete=signing)
     expected = request.form.get("note_version", type=int)
+    problem = None
     if ok:
         record, private = collect(form)
         try:
-            notes.save_answers(found, current_user, record, private, expected)
+            notes.save_answers(found, current_user, record, private, expected, editor_id)
             # Checked after saving: an approval covers only the version that was read.
             if signing and (blocker := reviews.sign_blocker(found, current_user)):
                 raise SignBlocked(blocker)
             if signing:
-                notes.sign(found, current_user)
+                notes.sign(found, current_user, editor_id)
             db.session.commit()
         except SignBlocked as blocked:
             db.session.rollback()
-            found = db.session.get(Note, note_id)
-            form.form_errors_extra = [str(blocked)]
-            ok = False
-        except notes.NoteConflict:
+            problem = str(blocked)
+        except notes.UnsavedElsewhere as elsewhere:
             db.session.rollback()
-            return _conflict(found, template, form)
-        except StaleDataError:
+            problem = _elsewhere_message(elsewhere.pending)
+        except (notes.NoteConflict, StaleDataError):
             db.session.rollback()
-            return _conflict(db.session.get(Note, note_id), template, form)
+            return _conflict(db.session.get(Note, note_id), template, form, editor_id)
         except SQLAlchemyError:
             # Database locked, down or full: nothing was stored, and nothing typed is lost.
             log.exception("saving note %s failed", note_id)
             db.session.rollback()
-            add_blank_rows(form)
-            current = db.session.get(Note, note_id)
-            return render_template(
-                "notes/edit.html", note=current, template=template,
-                form=form, scores=[], form_message=(
-                    "The note could not be saved just now: the database did not respond. "
-                    "Nothing was lost — everything you typed is still here. Try saving again "
-                    "in a moment."), **_review_context(current)), 503
-    if ok:
-        if signing:
-            flash("Note signed. It is now locked; corrections go in an addendum.", "success")
-        else:
-            flash("Draft saved.", "success")
-        return redirect(url_for(".note", note_id=note_id))
-    add_blank_rows(form)
-    errors = list(iter_errors(form))
-    if getattr(form, "form_errors_extra", None):
-        message = "The note was not signed: " + " ".join(form.form_errors_extra) + \
-            " Nothing was saved; everything you typed is still here."
+            return _editor(db.session.get(Note, note_id), template, form, editor_id,
+                           status=503, scores=[], form_message=(
+                               "The note could not be saved just now: the database did not "
+                               "respond. Nothing was lost — everything you typed is still "
+                               "here. Try saving again in a moment."))
+        if problem is None:
+            session["saved_editor"] = editor_id
+            flash("Note signed. It is now locked; corrections go in an addendum." if signing
+                  else "Draft saved.", "success")
+            return redirect(url_for(".note", note_id=note_id))
+        found = db.session.get(Note, note_id)
+    if problem:
+        message = f"The note was not signed: {problem} Nothing was saved; everything you " \
+                  "typed is still here."
     else:
+        errors = list(iter_errors(form))
         message = ("The note was not signed: " if signing else "Nothing was saved yet: ") + \
             f"{len(errors)} answer{'s' if len(errors) != 1 else ''} need attention. " \
             "Everything you typed is still here."
-    return render_template("notes/edit.html", note=found, template=template, form=form,
-                           scores=compute_scores(template, collect(form)[0]),
-                           form_message=message, **_review_context(found)), 422
+    return _editor(found, template, form, editor_id, status=422, form_message=message)
 
 
-def _conflict(current: Note, template, mine, autosaved_at=None):
-    add_blank_rows(mine)
+def _elsewhere_message(pending: notes.PendingAutosave) -> str:
+    return ("another tab or device has unsaved changes to this note (kept "
+            f"{pending.saved_at:%d %b, %H:%M} UTC). Open the note again to compare them, "
+            "then sign.")
+
+
+def _conflict(current: Note, template, mine, editor_id: str, autosaved_at=None):
+    prepare_editor(mine)
     return render_template("notes/conflict.html", note=current, template=template,
-                           form=mine, theirs=current.answers, autosaved_at=autosaved_at), 409
+                           form=mine, theirs=current.answers, autosaved_at=autosaved_at,
+                           editor_id=editor_id), 409
 
 
 @bp.post("/notes/<int:note_id>/autosave")
@@ -202,8 +233,9 @@ def autosave(note_id: int):
     if found.author_id != current_user.id:
         abort(403)
     try:
-        row = notes.autosave(found, current_user, list(request.form.items(multi=True)),
-                             request.form.get("note_version", type=int))
+        kept = notes.autosave(found, current_user, _editor_id(),
+                              bounded_pairs(template_of(found), request.form),
+                              request.form.get("note_version", type=int))
         db.session.commit()
     except notes.NoteLocked:
         db.session.rollback()
@@ -214,8 +246,8 @@ def autosave(note_id: int):
         return jsonify(status="unavailable",
                        message="Not saved yet: the database did not respond. Your text is "
                                "kept in this page; retrying."), 503
-    return jsonify(status="saved", saved_at=row.saved_at.isoformat(),
-                   conflict=row.base_version != found.version)
+    return jsonify(status="saved", saved_at=kept.saved_at.isoformat(),
+                   conflict=kept.base_version != found.version)
 
 
 @bp.post("/notes/<int:note_id>/autosave/discard")
@@ -224,7 +256,7 @@ def discard_autosave(note_id: int):
     found = current_scope().writable_note(note_id)
     if found.author_id != current_user.id:
         abort(403)
-    notes.discard_autosave(found)
+    notes.discard_autosave(found, _editor_id())
     db.session.commit()
     flash("Unsaved changes discarded; this is the last saved version.", "info")
     return redirect(url_for(".note", note_id=found.id))
@@ -247,54 +279,63 @@ def _refuse_locked(found: Note, template):
     abort(403)
 
 
-def _show(found: Note, template, status: int = 200):
+def _show(found: Note, template, status: int = 200, **forms):
     audit.record("note.viewed", obj=found, client_code=found.session.course.client.code)
     db.session.commit()
+    forms.setdefault("addendum_form", AddendumForm(formdata=None))
+    forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
     return render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=notes.private_answers(found, current_user),
         scores=compute_scores(template, found.answers), hash_check=notes.verify_hash(found),
         is_author=found.author_id == current_user.id,
         cosignatures=[s for s in found_signatures(found) if s.kind == "cosign"],
+        saved_editor=session.pop("saved_editor", None), **forms,
         **_review_context(found)), status
 
 
 @bp.post("/notes/<int:note_id>/sign")
 def sign(note_id: int):
-    """Sign a complete draft."""
+    """Sign a complete draft, exactly the version the signer was shown."""
     found = current_scope().writable_note(note_id)
     if found.author_id != current_user.id:
         abort(403)
     template = template_of(found)
-    form = build_form(template, answers={**found.answers,
-                                         **notes.private_answers(found, current_user)})
     if found.state != NoteState.DRAFT:
         return _refuse_locked(found, template)
+    back = redirect(url_for(".note", note_id=found.id))
+    if request.form.get("note_version", type=int) != found.version:
+        flash("The note was not signed: it changed after you opened it (or the request did "
+              "not say which version you read). Read it again, then sign.", "error")
+        return back
+    form = build_form(template, answers={**found.answers,
+                                         **notes.private_answers(found, current_user)})
     if not validate_note(form, complete=True):
         flash("The note cannot be signed yet: some required answers are missing.", "error")
-        return redirect(url_for(".note", note_id=found.id))
+        return back
     if blocker := reviews.sign_blocker(found, current_user):
         flash(blocker, "error")
-        return redirect(url_for(".note", note_id=found.id))
-    notes.sign(found, current_user)
+        return back
+    try:
+        notes.sign(found, current_user, _editor_id())
+    except notes.UnsavedElsewhere as elsewhere:
+        db.session.rollback()
+        flash("The note was not signed: " + _elsewhere_message(elsewhere.pending), "error")
+        return back
     db.session.commit()
     flash("Note signed. It is now locked; corrections go in an addendum.", "success")
-    return redirect(url_for(".note", note_id=found.id))
+    return back
 
 
 @bp.post("/notes/<int:note_id>/addenda")
 def addendum(note_id: int):
     """Add a signed, dated addendum to a signed note."""
     found = current_scope().writable_note(note_id)
-    body = (request.form.get("body") or "").strip()
-    problem = text_problem(body) if body else "Write the addendum first."
-    if not problem and len(body) > 10000:
-        problem = "Keep an addendum under 10000 characters."
-    if problem:
-        flash(f"Addendum not added: {problem}", "error")
-        return redirect(url_for(".note", note_id=found.id))
+    form = AddendumForm()
+    if not form.validate_on_submit():
+        return _show(found, template_of(found), status=422, addendum_form=form)
     try:
-        notes.add_addendum(found, current_user, body)
+        notes.add_addendum(found, current_user, form.body.data.strip())
     except notes.NoteLocked:
         flash("Only a signed note takes addenda.", "error")
         return redirect(url_for(".note", note_id=found.id))
@@ -307,12 +348,11 @@ def addendum(note_id: int):
 def entered_in_error(note_id: int):
     """Mark a signed note as entered in error, keeping its content."""
     found = current_scope().writable_note(note_id)
-    reason = (request.form.get("reason") or "").strip()
-    if not reason or text_problem(reason) or len(reason) > 2000:
-        flash("Give a reason (up to 2000 characters) for marking the note in error.", "error")
-        return redirect(url_for(".note", note_id=found.id))
+    form = EnteredInErrorForm()
+    if not form.validate_on_submit():
+        return _show(found, template_of(found), status=422, error_form=form)
     try:
-        notes.mark_entered_in_error(found, current_user, reason)
+        notes.mark_entered_in_error(found, current_user, form.reason.data)
     except notes.NoteLocked:
         flash("Only a signed note can be marked as entered in error.", "error")
         return redirect(url_for(".note", note_id=found.id))

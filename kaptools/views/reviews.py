@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from .. import audit, notes, reviews
 from ..extensions import db
+from ..forms import CommentForm, ReviewFilterForm
 from ..modality import get_registry
 from ..modality.answers import compute_scores
 from ..models import Review, ReviewStatus, User
-from ..textcheck import text_problem
 from ..web import current_scope
 from .notes import template_of
 
@@ -43,40 +41,39 @@ def submit(note_id: int):
     return redirect(url_for("notes.note", note_id=note.id))
 
 
-def _parse_date(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 @bp.get("/reviews")
 def queue():
     """The supervisor's review queue, filtered by supervisee, status and date."""
     scope = current_scope()
-    filters = reviews.QueueFilter(
-        supervisee_id=request.args.get("supervisee", type=int),
-        status=request.args.get("status") if request.args.get("status") in
-        {s.value for s in ReviewStatus} else None,
-        since=_parse_date(request.args.get("since")),
-        until=_parse_date(request.args.get("until")))
-    found = reviews.queue(scope, filters)
     supervisee_ids = db.session.scalars(scope.supervisee_ids()).all()
     supervisees = db.session.scalars(select(User).where(User.id.in_(supervisee_ids))
                                      .order_by(User.display_name)).all()
+    form = ReviewFilterForm(formdata=request.args)
+    form.supervisee.choices = [("", "All")] + [(str(u.id), u.display_name) for u in supervisees]
+    form.status.choices = [("", "All")] + [(s.value, s.value) for s in ReviewStatus]
+    valid = form.validate()
+    filters = reviews.QueueFilter(
+        supervisee_id=int(form.supervisee.data) if valid and form.supervisee.data else None,
+        status=form.status.data or None if valid else None,
+        since=form.since.data if valid else None, until=form.until.data if valid else None)
+    found = reviews.queue(scope, filters) if valid else []
     mine = db.session.scalars(select(Review).where(Review.submitted_by_id == current_user.id)
                               .order_by(Review.submitted_at.desc()).limit(50)).all()
-    return render_template("reviews/queue.html", reviews=found, filters=filters,
-                           supervisees=supervisees, statuses=list(ReviewStatus),
+    return render_template("reviews/queue.html", reviews=found, form=form,
+                           supervisees=supervisees,
                            submitted=[r for r in mine if reviews.visible(scope, r)])
 
 
 @bp.get("/reviews/<int:review_id>")
 def review(review_id: int):
     """Read a submitted note with its comments, the changes since last round, and actions."""
-    found = _review_or_404(review_id)
+    return _render_review(_review_or_404(review_id))
+
+
+def _render_review(found: Review, rejected: dict | None = None, status: int = 200):
+    """The review page; ``rejected`` is a comment that was not added, kept with its text."""
     if found.course_id is not None:
-        return _course_review(found)
+        return _course_review(found, rejected, status)
     note = current_scope().note(found.note_id)
     template = template_of(note)
     rounds = reviews.note_reviews(note)
@@ -90,7 +87,7 @@ def review(review_id: int):
         comments=reviews.comments_by_field(found), changes=changes, rounds=rounds,
         is_reviewer=found.reviewer_id == current_user.id,
         scores=compute_scores(template, found.snapshot.get("answers", {})),
-        hash_check=notes.verify_hash(note))
+        hash_check=notes.verify_hash(note), rejected=rejected), status
 
 
 @bp.post("/reviews/<int:review_id>/comments")
@@ -99,16 +96,19 @@ def add_comment(review_id: int):
     found = _review_or_404(review_id)
     if found.reviewer_id != current_user.id:
         abort(403)
-    body = (request.form.get("body") or "").strip()
-    if not body or text_problem(body) or len(body) > 4000:
-        flash("Write a comment (up to 4000 characters) before sending it.", "error")
-        return redirect(url_for(".review", review_id=found.id))
+    form = CommentForm()
+    key = form.field_key.data or ""
+    if not form.validate_on_submit():
+        messages = [m for errors in form.errors.values() for m in errors]
+        return _render_review(found, {"key": key, "body": form.body.data or "",
+                                      "message": " ".join(messages)}, status=422)
     try:
-        reviews.comment(found, current_user, request.form.get("field_key") or None, body)
+        reviews.comment(found, current_user, key or None, form.body.data.strip())
     except reviews.ReviewError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for(".review", review_id=found.id))
+        # Shown with the general comment box: the anchor it named is not on the page.
+        return _render_review(found, {"key": "", "body": form.body.data, "message": str(exc)},
+                              status=422)
     db.session.commit()
     flash("Comment added.", "success")
     return redirect(url_for(".review", review_id=found.id) + "#comments")
@@ -132,7 +132,7 @@ def decide(review_id: int, action: str):
     return redirect(url_for(".queue"))
 
 
-def _course_review(found: Review):
+def _course_review(found: Review, rejected: dict | None = None, status: int = 200):
     course = current_scope().course(found.course_id)
     rounds = reviews.course_reviews(course)
     earlier = [r for r in rounds if r.round < found.round]
@@ -147,7 +147,8 @@ def _course_review(found: Review):
     db.session.commit()
     return render_template("reviews/course_review.html", review=found, course=course,
                            entries=entries, comments=reviews.comments_by_field(found),
-                           changes=changes, is_reviewer=found.reviewer_id == current_user.id)
+                           changes=changes, is_reviewer=found.reviewer_id == current_user.id,
+                           rejected=rejected), status
 
 
 @bp.post("/courses/<int:course_id>/submit")

@@ -3,6 +3,26 @@
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
+
+  /* A tab keeps what it sent until the server confirms the save landed: then (on the
+     editor, or on the signed note) the page names the editor whose save it was. */
+  function readStash(key) {
+    try {
+      var raw = sessionStorage.getItem(key);
+      if (!raw) { return null; }
+      var data = JSON.parse(raw);
+      return Array.isArray(data) ? { editor: null, pairs: data } : data;
+    } catch (e) { return null; }
+  }
+  var landed = document.querySelector("[data-saved-editor][data-note-id]");
+  if (landed) {
+    var landedKey = "kaptools-unsaved-note-" + landed.getAttribute("data-note-id");
+    var kept = readStash(landedKey);
+    if (kept && kept.editor === landed.getAttribute("data-saved-editor")) {
+      sessionStorage.removeItem(landedKey);
+    }
+  }
+
   var form = document.getElementById("note-form");
   if (!form) { return; }
 
@@ -24,54 +44,58 @@
   }
 
   /* ---------------------------------------------------------------- rows */
+  /* New rows are made from the blank row the server renders in each group's <template>;
+     a filled row is never copied, so adding a row cannot touch another row's answers. */
   function escapeRe(text) { return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); }
+
+  function rowsOf(group) { return group.querySelectorAll(":scope > .rows > .row"); }
+
+  function renameRow(row, from, to) {
+    var pattern = new RegExp("^" + escapeRe(from));
+    row.querySelectorAll("[name],[id],[for],[aria-describedby],[list],[data-prefix]").forEach(function (el) {
+      ["name", "id", "for", "list", "data-prefix"].forEach(function (attr) {
+        var value = el.getAttribute(attr);
+        if (value && pattern.test(value)) { el.setAttribute(attr, value.replace(pattern, to)); }
+      });
+      var described = el.getAttribute("aria-describedby");
+      if (described) {
+        el.setAttribute("aria-describedby", described.split(" ").map(function (id) {
+          return id.replace(pattern, to);
+        }).join(" "));
+      }
+    });
+    row.querySelectorAll(".group").forEach(function (inner) {
+      if (pattern.test(inner.id)) { inner.id = inner.id.replace(pattern, to); }
+    });
+    // Blank rows of groups inside this row carry this row's number in their names too.
+    row.querySelectorAll("template[data-row-template]").forEach(function (tpl) {
+      tpl.innerHTML = tpl.innerHTML.split(from).join(to);
+    });
+  }
 
   function renumber(group) {
     var prefix = group.id + "-";
-    var rows = group.querySelectorAll(":scope > .rows > .row");
-    rows.forEach(function (row, index) {
-      var pattern = new RegExp("^" + escapeRe(prefix) + "\\d+-");
-      var replacement = prefix + index + "-";
-      row.querySelectorAll("[name],[id],[for],[aria-describedby],[list],[data-prefix]").forEach(function (el) {
-        ["name", "id", "for", "list", "data-prefix"].forEach(function (attr) {
-          var value = el.getAttribute(attr);
-          if (value && pattern.test(value)) { el.setAttribute(attr, value.replace(pattern, replacement)); }
-        });
-        var described = el.getAttribute("aria-describedby");
-        if (described) {
-          el.setAttribute("aria-describedby", described.split(" ").map(function (id) {
-            return id.replace(pattern, replacement);
-          }).join(" "));
-        }
-      });
-      row.querySelectorAll(".group").forEach(function (inner) {
-        if (pattern.test(inner.id)) { inner.id = inner.id.replace(pattern, replacement); }
-      });
+    var moved = [];
+    // Two steps, through names no other row has: a radio button renamed into a group
+    // that already has a checked button would clear one of them.
+    rowsOf(group).forEach(function (row, index) {
+      var old = row.getAttribute("data-index");
+      if (old !== String(index)) {
+        renameRow(row, prefix + old + "-", prefix + "moving" + index + "-");
+        moved.push([row, index]);
+      }
+    });
+    moved.forEach(function (pair) {
+      renameRow(pair[0], prefix + "moving" + pair[1] + "-", prefix + pair[1] + "-");
+      pair[0].setAttribute("data-index", String(pair[1]));
+    });
+    rowsOf(group).forEach(function (row, index) {
       var title = row.querySelector(":scope > .row-head > .row-title");
       if (title) { title.textContent = group.getAttribute("data-item-label") + " " + (index + 1); }
     });
     var max = parseInt(group.getAttribute("data-max") || "50", 10);
     var add = group.querySelector(":scope > .add-row");
-    if (add) { add.disabled = rows.length >= max; }
-  }
-
-  function clearRow(row) {
-    row.querySelectorAll("input, textarea, select").forEach(function (el) {
-      if (el.type === "radio" || el.type === "checkbox") {
-        el.checked = el.value === "" && el.type === "radio";
-      } else if (el.tagName === "SELECT") {
-        el.selectedIndex = 0;
-      } else {
-        el.value = "";
-      }
-    });
-    row.querySelectorAll(".error").forEach(function (el) { el.remove(); });
-    row.querySelectorAll(".has-error").forEach(function (el) { el.classList.remove("has-error"); });
-    // Nested groups start with a single blank row.
-    row.querySelectorAll(".group").forEach(function (inner) {
-      var innerRows = inner.querySelectorAll(":scope > .rows > .row");
-      for (var i = 1; i < innerRows.length; i++) { innerRows[i].remove(); }
-    });
+    if (add) { add.disabled = rowsOf(group).length >= max; }
   }
 
   function rowButton(label, action, extra) {
@@ -96,49 +120,50 @@
   function isBlank(row) {
     var blank = true;
     row.querySelectorAll("input, textarea, select").forEach(function (el) {
-      if (el.name && /-item_id$/.test(el.name)) { if (el.value) { blank = false; } return; }
+      if (el.type === "hidden") { return; }
       if (el.type === "radio" || el.type === "checkbox") {
         if (el.checked && el.value !== "") { blank = false; }
-      } else if (el.tagName === "SELECT") {
-        if (el.value) { blank = false; }
-      } else if (el.type !== "hidden" && el.value) { blank = false; }
+      } else if (el.value) { blank = false; }
     });
     return blank;
+  }
+
+  function blankRow(group) {
+    var tpl = group.querySelector(":scope > template[data-row-template]");
+    if (!tpl) { return null; }
+    var index = rowsOf(group).length;
+    var html = tpl.innerHTML.split(tpl.getAttribute("data-placeholder")).join(String(index));
+    var holder = document.createElement("template");
+    holder.innerHTML = html;
+    return holder.content.firstElementChild;
   }
 
   function setupGroup(group) {
     var label = group.getAttribute("data-item-label") || "row";
     var rows = group.querySelector(":scope > .rows");
-    // The spare empty row the server adds for editing without JavaScript becomes the
-    // pattern for new rows once there are real rows to show.
-    var all = rows.querySelectorAll(":scope > .row");
+    // The spare empty row the server adds for editing without JavaScript is not needed
+    // once there are rows to show (an empty group keeps one, ready to type into).
+    var all = rowsOf(group);
     var spare = all.length > 1 ? all[all.length - 1] : null;
-    var hasErrors = spare && spare.querySelector(".error");
-    if (spare && isBlank(spare) && !hasErrors) {
-      group.pattern = spare;
+    if (spare && isBlank(spare) && !spare.querySelector(".error") && group.querySelector(":scope > template")) {
       spare.remove();
     }
-    rows.querySelectorAll(":scope > .row").forEach(function (row) { decorateRow(group, row); });
+    rowsOf(group).forEach(function (row) { decorateRow(group, row); });
     var add = document.createElement("button");
     add.type = "button";
     add.className = "add-row";
     add.textContent = "Add " + label.toLowerCase();
     group.appendChild(add);
     add.addEventListener("click", function () {
-      var last = rows.querySelector(":scope > .row:last-child") || group.pattern;
-      if (!last) { return; }
-      var copy = last.cloneNode(true);
-      clearRow(copy);
-      copy.querySelectorAll("[data-row-tools]").forEach(function (t) { t.innerHTML = ""; });
-      rows.appendChild(copy);
-      decorateRow(group, copy);
-      copy.querySelectorAll(".group").forEach(function (inner) {
-        inner.querySelectorAll(":scope > .add-row").forEach(function (b) { b.remove(); });
-        setupGroup(inner);
-      });
+      var row = blankRow(group);
+      if (!row) { return; }
+      rows.appendChild(row);
+      decorateRow(group, row);
+      row.querySelectorAll(".group").forEach(setupGroup);
+      row.querySelectorAll("textarea").forEach(setupPreview);
       renumber(group);
       applyVisibility();
-      var first = copy.querySelector("input:not([type=hidden]), textarea, select");
+      var first = row.querySelector("input:not([type=hidden]), textarea, select");
       if (first) { first.focus(); }
       changed();
     });
@@ -147,18 +172,18 @@
       if (!button || button.closest(".group") !== group) { return; }
       var row = button.closest(".row");
       var action = button.getAttribute("data-action");
+      var focusAfter = button;
       if (action === "remove") {
-        if (rows.querySelectorAll(":scope > .row").length === 1) {
-          group.pattern = group.pattern || row.cloneNode(true);
-          clearRow(row);
-        } else { row.remove(); }
+        var next = row.nextElementSibling || row.previousElementSibling;
+        row.remove();
+        focusAfter = next ? (next.querySelector(".row-button[data-action=remove]") || add) : add;
       } else if (action === "up" && row.previousElementSibling) {
         rows.insertBefore(row, row.previousElementSibling);
       } else if (action === "down" && row.nextElementSibling) {
         rows.insertBefore(row.nextElementSibling, row);
       }
       renumber(group);
-      button.focus();
+      focusAfter.focus();
       changed();
     });
     renumber(group);
@@ -251,11 +276,16 @@
     return data;
   }
 
+  function editorId() {
+    var input = form.querySelector("input[name=editor_id]");
+    return input ? input.value : null;
+  }
+
   function stash() {
     try {
       var pairs = [];
       formBody().forEach(function (value, key) { pairs.push([key, value]); });
-      sessionStorage.setItem(stashKey, JSON.stringify(pairs));
+      sessionStorage.setItem(stashKey, JSON.stringify({ editor: editorId(), pairs: pairs }));
     } catch (e) { /* storage full or disabled: the server copy is all we have */ }
   }
 
@@ -331,12 +361,14 @@
   }
 
   function restoreStash() {
-    var raw = sessionStorage.getItem(stashKey);
-    if (!raw) { return false; }
-    var pairs;
-    try { pairs = JSON.parse(raw); } catch (e) { sessionStorage.removeItem(stashKey); return false; }
+    var kept = readStash(stashKey);
+    if (!kept) { sessionStorage.removeItem(stashKey); return false; }
+    if (kept.editor && kept.editor === form.getAttribute("data-saved-editor")) {
+      sessionStorage.removeItem(stashKey);  // that save landed
+      return false;
+    }
     var body = new FormData();
-    pairs.forEach(function (p) { if (p[0] !== "csrf_token") { body.append(p[0], p[1]); } });
+    kept.pairs.forEach(function (p) { if (p[0] !== "csrf_token") { body.append(p[0], p[1]); } });
     body.append("csrf_token", csrfToken());
     say("Restoring the text you typed before signing in…", "busy");
     fetch(form.getAttribute("data-autosave-url"), {
@@ -360,9 +392,11 @@
   form.addEventListener("change", function () { applyVisibility(); changed(); });
   form.addEventListener("focusout", function () { if (dirty) { schedule(200); } });
   form.addEventListener("submit", function () {
+    // Keep this tab's copy until the next page confirms the save (an expired form or an
+    // unreachable database must not cost the words).
+    stash();
     dirty = false;
     if (timer) { clearTimeout(timer); }
-    sessionStorage.removeItem(stashKey);
   });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "hidden") { flushNow(); }

@@ -1,10 +1,13 @@
-"""PDF benchmark: run with `make bench` (or `python -m tests.bench`).
+"""Benchmarks: run with `make bench` (or `python -m tests.bench [pdf|hostile]...`).
 
-Prints figures as ratios against baselines measured in the same process:
+`pdf` prints figures as ratios against baselines measured in the same process:
   1. our full render (database → PDF bytes) vs WeasyPrint alone on the same final HTML;
   2. the same HTML printed by a cold headless Chromium, for reference;
   3. a repeat request of an unchanged document vs the first render (content-keyed cache);
   4. a 40-session course vs the 12-session demo course: time per page and peak memory.
+
+`hostile` prints the cost of worst-case inputs against a plain note of the same size
+(see tests/bench/hostile.py). With no argument, every benchmark runs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def timed(fn):
     return time.perf_counter() - started, result
 
 
-def main() -> None:
+def pdf_benchmark() -> None:
     from sqlalchemy import select
     from weasyprint import HTML
 
@@ -149,5 +152,19 @@ def main() -> None:
           f"(heap per page ×{per_page_heap:.2f})")
 
 
+BENCHMARKS = {"pdf": pdf_benchmark, "hostile": lambda: __import__(
+    "tests.bench.hostile", fromlist=["main"]).main()}
+
+
+def main(names: list[str]) -> None:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    for i, name in enumerate(names or list(BENCHMARKS)):
+        if i:
+            print("\n" + "-" * 78 + "\n")
+        BENCHMARKS[name]()
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

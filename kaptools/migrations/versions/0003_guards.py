@@ -17,11 +17,11 @@ depends_on = None
 
 def upgrade():
     bind = op.get_bind()
-    for sql in guards.statements(bind.dialect.name):
+    for sql in guards.statements(bind.dialect.name, version=1):
         op.execute(sql)
 
 
 def downgrade():
     bind = op.get_bind()
-    for sql in guards.statements(bind.dialect.name, drop=True):
+    for sql in guards.statements(bind.dialect.name, drop=True, version=1):
         op.execute(sql)
