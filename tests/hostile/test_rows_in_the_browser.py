@@ -61,10 +61,11 @@ FILL_ROW = """(row, variant) => {
   }
 }"""
 
-# What a group's rows show: every checked option, chosen item and typed value by name.
-SNAPSHOT = """(group) => {
+# What rows show: every checked option, chosen item and typed value by name.
+SNAPSHOT = """(scope) => {
   const seen = {};
-  group.querySelectorAll(':scope > .rows > .row').forEach((row) => {
+  const rows = scope.matches('.row') ? [scope] : scope.querySelectorAll(':scope > .rows > .row');
+  rows.forEach((row) => {
     row.querySelectorAll('input, select, textarea').forEach((el) => {
       if (el.type === 'hidden' || el.closest('[hidden]')) { return; }
       if ((el.type === 'radio' || el.type === 'checkbox')) {
@@ -97,20 +98,26 @@ def test_rows_added_in_the_browser_keep_every_answer(app, live_server, page, slu
     sign_in(page, live_server, "maya", factories.PASSWORD)
     page.goto(live_server + url)
     groups = [f for f in template.fields if f.type == "group"]
+    chosen: dict[str, dict] = {}  # what each row showed right after it was filled
     for f in groups:
         fieldset = page.locator(f'fieldset[data-group="{f.key}"]').first
         rows = fieldset.locator(":scope > .rows > .row")
         if rows.count() == 0:
             fieldset.locator(":scope > .add-row").click()
+        chosen[f.key] = {}
         for n in range(min(ROWS_PER_GROUP, f.max_items)):
             if n:
                 fieldset.locator(":scope > .add-row").click()
             assert rows.count() == n + 1
             rows.nth(n).evaluate(FILL_ROW, n % 2)
+            chosen[f.key].update(rows.nth(n).evaluate(SNAPSHOT))
+        assert chosen[f.key], f"nothing was filled in {slug}.{f.key}"
     before = {f.key: page.locator(f'fieldset[data-group="{f.key}"]').first.evaluate(SNAPSHOT)
               for f in groups}
-    for key, shown in before.items():
-        assert shown, f"nothing was filled in {slug}.{key}"
+    for key, shown in chosen.items():
+        lost = {name: values for name, values in shown.items()
+                if before[key].get(name) != values}
+        assert not lost, ("adding rows changed rows above", slug, key, lost)
     page.click("button:has-text('Save draft')")
     page.wait_for_selector("text=Draft saved.")
     page.reload()
