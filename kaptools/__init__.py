@@ -27,10 +27,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     load_config(app, test_config)
 
-    from . import database, modality, security, web
+    from . import database, modality, rendering, security, web
 
     database.init_app(app)
     modality.init_app(app)
+    rendering.init_app(app)
     security.init_app(app)
     web.init_app(app)
 

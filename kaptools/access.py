@@ -7,11 +7,15 @@ from the current user. A foreign id and a missing id both answer 404.
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy.orm import joinedload, with_expression
 
 from .extensions import db
 from .models import Client, Course, Note, Role, SupervisionRelationship, TherapySession, User
 from .timeutil import today
+
+# Lists on pages are bounded: a page shows this many rows at most (and says how many more).
+PAGE_SIZE = 50
 
 
 class Scope:
@@ -37,55 +41,78 @@ class Scope:
             return select(Client).where(or_(owned, Client.therapist_id.in_(self.supervisee_ids())))
         return select(Client).where(owned)
 
-    # Lists ----------------------------------------------------------------
-    def clients(self, include_archived: bool = False) -> list[Client]:
-        query = self._visible_clients()
+    # Lists (each one query, whatever their length) --------------------------------
+    def visible_client_ids(self) -> Select:
+        return self._visible_clients().with_only_columns(Client.id)
+
+    def clients_page(self, page: int = 1, include_archived: bool = False,
+                     per_page: int = PAGE_SIZE):
+        """One page of the visible clients by code, with each one's number of courses."""
+        courses = (select(func.count(Course.id)).where(Course.client_id == Client.id)
+                   .correlate(Client).scalar_subquery())
+        query = self._visible_clients().options(joinedload(Client.therapist),
+                                                with_expression(Client.course_count, courses))
         if not include_archived:
             query = query.where(Client.archived.is_(False))
-        return list(db.session.scalars(query.order_by(Client.code)))
+        return db.paginate(query.order_by(Client.code), page=page, per_page=per_page,
+                           error_out=False, count=True)
 
-    def sessions_on(self, day) -> list[TherapySession]:
-        visible = self._visible_clients().with_only_columns(Client.id)
+    def recent_clients(self, limit: int = 12) -> list[Client]:
+        """The clients whose records changed most recently."""
+        query = self._visible_clients().where(Client.archived.is_(False)) \
+            .options(joinedload(Client.therapist)).order_by(Client.id.desc()).limit(limit)
+        return list(db.session.scalars(query))
+
+    def sessions_on(self, day, limit: int = PAGE_SIZE) -> list[TherapySession]:
         query = (
             select(TherapySession)
             .join(Course)
-            .where(Course.client_id.in_(visible), TherapySession.session_date == day)
-            .order_by(TherapySession.id)
+            .where(Course.client_id.in_(self.visible_client_ids()),
+                   TherapySession.session_date == day)
+            .options(joinedload(TherapySession.course).joinedload(Course.client))
+            .order_by(TherapySession.id).limit(limit)
         )
         return list(db.session.scalars(query))
 
-    def my_drafts(self) -> list[Note]:
-        """Unsigned notes this user wrote, oldest first."""
-        query = (select(Note).where(Note.author_id == self.user.id, Note.state == "draft")
-                 .order_by(Note.updated_at))
-        return list(db.session.scalars(query))
+    def my_drafts(self, limit: int = 20) -> tuple[list[Note], int]:
+        """Unsigned notes this user wrote, oldest first (at most ``limit``), and how many."""
+        where = (Note.author_id == self.user.id, Note.state == "draft")
+        query = (select(Note).where(*where)
+                 .options(joinedload(Note.session).joinedload(TherapySession.course)
+                          .joinedload(Course.client))
+                 .order_by(Note.updated_at).limit(limit))
+        total = db.session.scalar(select(func.count(Note.id)).where(*where))
+        return list(db.session.scalars(query)), total
 
     # Single objects (404 unless visible) ------------------------------------
-    def client(self, client_id: int) -> Client:
-        query = self._visible_clients().where(Client.id == client_id)
+    # ``options`` are loader options: what the page will show, loaded with the object.
+    def client(self, client_id: int, *options) -> Client:
+        query = self._visible_clients().where(Client.id == client_id).options(*options)
         return _one_or_404(query)
 
-    def course(self, course_id: int) -> Course:
-        visible = self._visible_clients().with_only_columns(Client.id)
-        query = select(Course).where(Course.id == course_id, Course.client_id.in_(visible))
-        return _one_or_404(query)
+    def course(self, course_id: int, *options) -> Course:
+        query = select(Course).where(Course.id == course_id,
+                                     Course.client_id.in_(self.visible_client_ids()))
+        return _one_or_404(query.options(joinedload(Course.client), *options))
 
-    def therapy_session(self, session_id: int) -> TherapySession:
-        visible = self._visible_clients().with_only_columns(Client.id)
+    def therapy_session(self, session_id: int, *options) -> TherapySession:
         query = (
             select(TherapySession)
             .join(Course)
-            .where(TherapySession.id == session_id, Course.client_id.in_(visible))
+            .where(TherapySession.id == session_id,
+                   Course.client_id.in_(self.visible_client_ids()))
+            .options(joinedload(TherapySession.course).joinedload(Course.client), *options)
         )
         return _one_or_404(query)
 
-    def note(self, note_id: int) -> Note:
-        visible = self._visible_clients().with_only_columns(Client.id)
+    def note(self, note_id: int, *options) -> Note:
         query = (
             select(Note)
             .join(TherapySession)
             .join(Course)
-            .where(Note.id == note_id, Course.client_id.in_(visible))
+            .where(Note.id == note_id, Course.client_id.in_(self.visible_client_ids()))
+            .options(joinedload(Note.session).joinedload(TherapySession.course)
+                     .joinedload(Course.client), *options)
         )
         return _one_or_404(query)
 

@@ -27,6 +27,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_user_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(serve_command)
+    app.cli.add_command(worker_command)
     app.cli.add_command(modalities_group)
     app.cli.add_command(render_command)
     app.cli.add_command(audit_group)
@@ -109,8 +110,37 @@ def serve_command(host: str, port: int) -> None:
 def _serve(app: Flask, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
+    from .rendering.queue import queue_for
+
+    queue = queue_for(app)
+    consumer = None
+    if queue.embedded:
+        # The embedded queue is a file in the instance folder: this process works it.
+        consumer = queue.start_embedded(int(app.config["RENDER_WORKERS"]))
     click.echo(f"\nkaptools is running: open http://{host}:{port}/  (Ctrl+C stops it)\n")
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=False)
+
+
+@click.command("worker")
+@click.option("--workers", type=int, default=None,
+              help="Render jobs worked on at once (default: RENDER_WORKERS).")
+@with_appcontext
+def worker_command(workers: int | None) -> None:
+    """Work the render queue: lay out PDFs in child processes with hard limits."""
+    from .rendering.queue import queue_for
+
+    app = current_app._get_current_object()
+    queue = queue_for(app)
+    count = workers or int(app.config["RENDER_WORKERS"])
+    click.echo(f"kaptools render worker: {count} job(s) at a time from "
+               f"{queue.url or 'the embedded queue in ' + app.instance_path}")
+    consumer = queue.consumer(count)
+    consumer._standalone = True  # the main thread: Ctrl+C and SIGTERM stop it cleanly
+    consumer.run()
 
 
 @click.group("modalities")

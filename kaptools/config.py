@@ -52,6 +52,15 @@ DEFAULTS: dict[str, object] = {
         "spo2_min": 94,
     },
     "CLINIC_NAME": "kaptools clinic",
+    # Rendering: empty = an embedded queue (a SQLite file in the instance folder, worked
+    # by `kaptools serve`); redis://host:6379/0 for a clinic network with `kaptools worker`.
+    "TASK_QUEUE_URL": "",
+    "RENDER_TIME_LIMIT_S": 180,
+    "RENDER_MEMORY_LIMIT_MB": 1536,
+    "RENDER_PROCESSES": 0,  # 0: one per CPU core
+    "RENDER_MAX_PAGES": 1500,
+    "RENDER_STORE_MAX_MB": 512,
+    "RENDER_WORKERS": 2,  # jobs worked on at once by `kaptools serve` or `kaptools worker`
 }
 
 INSTANCE_CONFIG_FILE = "kaptools.toml"

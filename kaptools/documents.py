@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import render_template
 
-from . import pdf
 from .models import Course, TherapySession
 from .summaries import HANDOUT, PRACTICE_SHEETS, Document, build_document
 
@@ -16,15 +15,21 @@ def document_html(doc: Document, links: dict[str, str] | None = None) -> str:
     return render_template(template, doc=doc, links=links)
 
 
-def document_pdf(doc: Document, links: dict[str, str] | None = None) -> bytes:
-    return pdf.html_to_pdf(document_html(doc, links), pdf_ua=doc.kind == HANDOUT)
+def document_pdf(doc: Document) -> bytes:
+    """Render a document to PDF now, in child processes, reusing stored parts."""
+    from .rendering.jobs import render_now
+
+    return render_now(doc)
+
+
+def clean_sheets(sheets: list[str] | None) -> list[str] | None:
+    """Only practice sheets that exist."""
+    return [s for s in sheets if s in PRACTICE_SHEETS] if sheets is not None else None
 
 
 def build(kind: str, course: Course, only: TherapySession | None = None,
           sheets: list[str] | None = None) -> Document:
-    if sheets is not None:
-        sheets = [s for s in sheets if s in PRACTICE_SHEETS]
-    return build_document(kind, course, only, sheets)
+    return build_document(kind, course, only, clean_sheets(sheets))
 
 
 def download_name(kind: str, course: Course, only: TherapySession | None) -> str:

@@ -15,7 +15,9 @@ class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay loaded after a commit: a page commits its audit event and then renders
+# what it already loaded, without reading it all again.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(directory=str(Path(__file__).resolve().parent / "migrations"))
 login_manager = LoginManager()
 csrf = CSRFProtect()

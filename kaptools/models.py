@@ -17,11 +17,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from .extensions import db
 from .timeutil import UTCDateTime, utcnow
@@ -162,6 +163,8 @@ class Client(db.Model):
     courses: Mapped[list[Course]] = relationship(
         back_populates="client", order_by="Course.starts_on"
     )
+    # Filled by lists that count a client's courses in the same query.
+    course_count: Mapped[int | None] = query_expression()
 
 
 class Course(db.Model):
@@ -192,7 +195,8 @@ class Course(db.Model):
 
 class TherapySession(db.Model):
     __tablename__ = "therapy_session"
-    __table_args__ = (_enum_check("kind", SessionKind, "ck_session_kind"),)
+    __table_args__ = (_enum_check("kind", SessionKind, "ck_session_kind"),
+                      Index("ix_session_date_course", "session_date", "course_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id"), index=True)
@@ -212,7 +216,11 @@ class Note(db.Model):
     """Structured record content of one modality, written against one template version."""
 
     __tablename__ = "note"
-    __table_args__ = (_enum_check("state", NoteState, "ck_note_state"),)
+    __table_args__ = (_enum_check("state", NoteState, "ck_note_state"),
+                      # A therapist's drafts, oldest first (the start page).
+                      Index("ix_note_author_state_updated", "author_id", "state", "updated_at"),
+                      # Outcome measures of a course, without reading any other note.
+                      Index("ix_note_session_modality", "session_id", "modality"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("therapy_session.id"), index=True)
@@ -234,6 +242,11 @@ class Note(db.Model):
     author: Mapped[User] = relationship(foreign_keys=[author_id])
     signed_by: Mapped[User | None] = relationship(foreign_keys=[signed_by_id])
     addenda: Mapped[list[Addendum]] = relationship(back_populates="note", order_by="Addendum.id")
+    signatures: Mapped[list[Signature]] = relationship(
+        order_by="(Signature.signed_at, Signature.id)", viewonly=True)
+    reviews: Mapped[list[Review]] = relationship(
+        order_by="(Review.round, Review.id)", viewonly=True,
+        primaryjoin="Review.note_id == Note.id")
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -329,6 +342,9 @@ class Review(db.Model):
         CheckConstraint(
             "(note_id IS NULL) <> (course_id IS NULL)", name="ck_review_one_subject"
         ),
+        # The supervisor's queue and the therapist's returned items.
+        Index("ix_review_reviewer_status_submitted", "reviewer_id", "status", "submitted_at"),
+        Index("ix_review_submitter_status", "submitted_by_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -365,6 +381,58 @@ class ReviewComment(db.Model):
 
     review: Mapped[Review] = relationship(back_populates="comments")
     author: Mapped[User] = relationship()
+
+
+class RenderStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RenderJob(db.Model):
+    """A document someone asked for, rendered by a background worker."""
+
+    __tablename__ = "render_job"
+    __table_args__ = (_enum_check("status", RenderStatus, "ck_render_job_status"),
+                      Index("ix_render_job_user_created", "user_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("therapy_session.id"))
+    sheets: Mapped[list[str] | None] = mapped_column(JSON)
+    # SHA-256 of everything the PDF is made from; the finished PDF is stored under it.
+    doc_key: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=RenderStatus.QUEUED)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    stage: Mapped[str] = mapped_column(String(120), default="")
+    # Why a render failed: "time", "memory", "pages" or "error" (message says more).
+    failure: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    pages: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RenderedPdf(db.Model):
+    """A finished PDF, or one part of one, stored under the hash of what it was made from.
+
+    Kept in the database (never on disk) so every web process and worker finds it; the
+    least recently used are removed past the configured size.
+    """
+
+    __tablename__ = "rendered_pdf"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "document" or "part"
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    pages: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AuditChain(db.Model):

@@ -38,21 +38,38 @@ class MeasureChange:
 
 def course_outcomes(course: Course) -> list[OutcomePoint]:
     """Every complete GAD-7/PHQ-9 in the course, in session order."""
+    return courses_outcomes([course.id]).get(course.id, [])
+
+
+def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
+    """The outcome points of several courses in one query, reading only the measures'
+    notes (never the other notes' answers)."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Note, TherapySession
+
+    if not course_ids:
+        return {}
     registry = get_registry()
-    points = []
-    for sess in course.sessions:
-        for note in sess.notes:
-            if note.modality not in MEASURES or note.state == NoteState.ENTERED_IN_ERROR:
-                continue
-            template = registry.get(note.modality, note.template_version)
-            if template is None:
-                continue
-            for score in compute_scores(template, note.answers):
-                if score.complete:
-                    points.append(OutcomePoint(MEASURES[note.modality], sess.id,
-                                               sess.session_date, score.total, score.max_total,
-                                               score.band))
-    return points
+    rows = db.session.execute(
+        select(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
+               Note.modality, Note.template_version, Note.answers)
+        .join(Note, Note.session_id == TherapySession.id)
+        .where(TherapySession.course_id.in_(course_ids), Note.modality.in_(list(MEASURES)),
+               Note.state != NoteState.ENTERED_IN_ERROR)
+        .order_by(TherapySession.session_date, TherapySession.id, Note.id))
+    found: dict[int, list[OutcomePoint]] = {}
+    for course_id, session_id, on, modality, version, answers in rows:
+        template = registry.get(modality, version)
+        if template is None:
+            continue
+        for score in compute_scores(template, answers):
+            if score.complete:
+                found.setdefault(course_id, []).append(OutcomePoint(
+                    MEASURES[modality], session_id, on, score.total, score.max_total,
+                    score.band))
+    return found
 
 
 def changes(points: list[OutcomePoint]) -> list[MeasureChange]:
@@ -64,7 +81,7 @@ def changes(points: list[OutcomePoint]) -> list[MeasureChange]:
     return out
 
 
-def outcome_chart_svg(course: Course, points: list[OutcomePoint], width: int = 720,
+def outcome_chart_svg(sessions, points: list[OutcomePoint], width: int = 720,
                       height: int = 300) -> bytes | None:
     """A line chart of GAD-7 and PHQ-9 totals by session, dosing sessions marked."""
     if not points:
@@ -72,7 +89,7 @@ def outcome_chart_svg(course: Course, points: list[OutcomePoint], width: int = 7
     import pygal
     from pygal.style import Style
 
-    sessions = list(course.sessions)
+    sessions = list(sessions)
     labels = []
     for sess in sessions:
         mark = " ▲" if sess.kind == SessionKind.DOSING else ""

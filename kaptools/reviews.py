@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import joinedload, selectinload
 
 from . import audit
-from .access import Scope
+from .access import PAGE_SIZE, Scope
 from .extensions import db
 from .forms import KIND_LABELS
 from .modality import get_registry
@@ -25,6 +26,7 @@ from .models import (
     ReviewStatus,
     Signature,
     SupervisionRelationship,
+    TherapySession,
     User,
 )
 from .notes import cosign_hash, verify_hash
@@ -284,9 +286,28 @@ class QueueFilter:
     until: date | None = None
 
 
-def queue(scope: Scope, filters: QueueFilter) -> list[Review]:
-    """Reviews addressed to this supervisor whose notes they may still see."""
-    query = select(Review).where(Review.reviewer_id == scope.user.id)
+def _with_subjects(query):
+    """Load what review lists show with the reviews: subjects, clients, people, comments."""
+    return query.options(
+        selectinload(Review.note).joinedload(Note.session).joinedload(TherapySession.course)
+        .joinedload(Course.client),
+        selectinload(Review.course).joinedload(Course.client),
+        joinedload(Review.submitter), joinedload(Review.reviewer),
+        selectinload(Review.comments))
+
+
+def _visible_subject(scope: Scope):
+    """Reviews whose note or course the scope's user may still see."""
+    clients = scope.visible_client_ids()
+    notes = select(Note.id).join(TherapySession).join(Course).where(
+        Course.client_id.in_(clients))
+    courses = select(Course.id).where(Course.client_id.in_(clients))
+    return or_(Review.note_id.in_(notes), Review.course_id.in_(courses))
+
+
+def queue(scope: Scope, filters: QueueFilter, limit: int = PAGE_SIZE) -> list[Review]:
+    """Reviews addressed to this supervisor whose notes they may still see, newest first."""
+    query = select(Review).where(Review.reviewer_id == scope.user.id, _visible_subject(scope))
     if filters.supervisee_id:
         query = query.where(Review.submitted_by_id == filters.supervisee_id)
     if filters.status:
@@ -297,8 +318,16 @@ def queue(scope: Scope, filters: QueueFilter) -> list[Review]:
     if filters.until:
         query = query.where(Review.submitted_at <= datetime.combine(filters.until, time.max,
                                                                      tzinfo=UTC))
-    found = db.session.scalars(query.order_by(Review.submitted_at.desc()))
-    return [r for r in found if visible(scope, r)]
+    query = _with_subjects(query.order_by(Review.submitted_at.desc()).limit(limit))
+    return list(db.session.scalars(query))
+
+
+def sent_by(scope: Scope, limit: int = PAGE_SIZE) -> list[Review]:
+    """What this user sent for review, newest first (subjects still visible to them)."""
+    query = select(Review).where(Review.submitted_by_id == scope.user.id,
+                                 _visible_subject(scope))
+    return list(db.session.scalars(_with_subjects(
+        query.order_by(Review.submitted_at.desc()).limit(limit))))
 
 
 def visible(scope: Scope, review: Review) -> bool:
@@ -314,18 +343,14 @@ def visible(scope: Scope, review: Review) -> bool:
     return review.reviewer_id == scope.user.id or review.submitted_by_id == scope.user.id
 
 
-def returned_to(user: User) -> list[Review]:
+def returned_to(user: User, limit: int = PAGE_SIZE) -> list[Review]:
     """The user's items a supervisor returned, still waiting for a resubmission."""
-    mine = db.session.scalars(select(Review).where(Review.submitted_by_id == user.id)
-                              .order_by(Review.decided_at.desc()))
-    latest: dict[tuple[str, int], Review] = {}
-    for review in mine:
-        subject = ("note", review.note_id) if review.note_id is not None else \
-            ("course", review.course_id)
-        best = latest.get(subject)
-        if best is None or review.round > best.round:
-            latest[subject] = review
-    return [r for r in latest.values() if r.status == ReviewStatus.RETURNED]
+    latest = (select(func.max(Review.id)).where(Review.submitted_by_id == user.id)
+              .group_by(Review.note_id, Review.course_id))
+    query = (select(Review).where(Review.id.in_(latest),
+                                  Review.status == ReviewStatus.RETURNED)
+             .order_by(Review.decided_at.desc()).limit(limit))
+    return list(db.session.scalars(_with_subjects(query)))
 
 
 def comments_by_field(review: Review | None) -> dict[str, list[ReviewComment]]:

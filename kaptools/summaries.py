@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
 
 from . import notes as note_service
 from . import outcomes
@@ -151,7 +152,21 @@ def client_visible(template: Template, answers: dict[str, Any]) -> dict[str, Any
 
 
 def _sessions_of(course: Course, only: TherapySession | None) -> list[TherapySession]:
-    return [only] if only is not None else list(course.sessions)
+    """The sessions a document covers, with everything it prints loaded in a fixed number
+    of queries (however many sessions, notes, signatures, addenda and comments)."""
+    from .models import Addendum, Review, ReviewComment
+
+    query = (select(TherapySession).where(TherapySession.course_id == course.id)
+             .options(joinedload(TherapySession.follows),
+                      selectinload(TherapySession.notes).options(
+                          selectinload(Note.addenda).joinedload(Addendum.author),
+                          selectinload(Note.signatures).joinedload(Signature.signer),
+                          selectinload(Note.reviews).selectinload(Review.comments)
+                          .joinedload(ReviewComment.author)))
+             .order_by(TherapySession.session_date, TherapySession.id))
+    if only is not None:
+        query = query.where(TherapySession.id == only.id)
+    return list(db.session.scalars(query))
 
 
 def _supervisors(course: Course) -> list[str]:
@@ -185,17 +200,12 @@ def _note_block(note: Note, template: Template, kind: str) -> NoteBlock:
         block.degraded = True
     if kind == HANDOUT:
         return block
-    sigs = db.session.scalars(select(Signature).where(Signature.note_id == note.id)
-                              .order_by(Signature.signed_at))
     block.signatures = [SignatureInfo(s.signer.display_name, s.kind, s.signed_at,
-                                      s.content_hash) for s in sigs]
+                                      s.content_hash) for s in note.signatures]
     block.addenda = [AddendumInfo(a.author.display_name, a.signed_at, a.body, a.content_hash)
                      for a in note.addenda]
     if kind == PACKET:
-        from .models import Review
-
-        history = list(db.session.scalars(select(Review).where(Review.note_id == note.id)
-                                          .order_by(Review.round)))
+        history = note.reviews
         for review in history:
             for c in review.comments:
                 f = template.field(c.field_key) if c.field_key else None
@@ -227,7 +237,8 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
     registry = get_registry()
     client = course.client
     sessions: list[SessionBlock] = []
-    for sess in _sessions_of(course, only):
+    loaded = _sessions_of(course, only)
+    for sess in loaded:
         blocks = []
         for note in sess.notes:
             template = registry.get(note.modality, note.template_version)
@@ -247,7 +258,7 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
 
     points = outcomes.course_outcomes(course) if kind != HANDOUT and only is None else []
     try:
-        chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(course, points)) \
+        chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(loaded, points)) \
             if points else None
     except Exception:
         log.exception("the outcome chart of course %s could not be drawn", course.id)
@@ -266,7 +277,7 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
         clinic=str(current_app.config["CLINIC_NAME"]), printed_on=today(),
         vitals_thresholds=dict(current_app.config["VITALS_THRESHOLDS"]))
     if kind == HANDOUT:
-        doc.practice_sheets = sheets if sheets is not None else default_sheets(doc, course)
+        doc.practice_sheets = sheets if sheets is not None else default_sheets(doc, loaded)
     doc.content_hash = document_hash(doc)
     return doc
 
@@ -317,7 +328,7 @@ PRACTICE_TO_SHEET = {
 }
 
 
-def default_sheets(doc: Document, course: Course) -> list[str]:
+def default_sheets(doc: Document, sessions: list[TherapySession]) -> list[str]:
     """Sheets for the practices assigned, after-dosing care, and always the crisis sheet."""
     chosen: list[str] = []
     for sess in doc.sessions:
@@ -329,7 +340,7 @@ def default_sheets(doc: Document, course: Course) -> list[str]:
                     chosen.append(sheet)
             if note.answers.get("calm_place") and "calm_place" not in chosen:
                 chosen.append("calm_place")
-    if any(s.kind == "dosing" for s in course.sessions):
+    if any(s.kind == "dosing" for s in sessions):
         chosen.append("after_dosing")
     chosen.append("crisis")
     return chosen

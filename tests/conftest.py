@@ -89,6 +89,9 @@ def make_app(url: str, instance, **overrides):
         "DATABASE_URL": url,
         "INSTANCE_PATH": str(instance),
         "SECRET_KEY": "test-secret-key",
+        # Render jobs run inside the request that asks for them (still in child
+        # processes with their limits); tests of the queue itself choose a real one.
+        "TASK_QUEUE_URL": "immediate",
         **FAST_ARGON2,
         **overrides,
     }

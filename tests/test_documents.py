@@ -17,7 +17,8 @@ from kaptools.demo import load_demo
 from kaptools.extensions import db
 from kaptools.modality import get_registry
 from kaptools.models import Course, Note, TherapySession, User
-from kaptools.pdf import CACHE, StaticOnlyFetcher, html_to_pdf
+from kaptools.rendering import store
+from kaptools.rendering.weasy import html_to_pdf, static_only_fetcher
 from tests.conftest import Browser
 
 
@@ -142,7 +143,7 @@ def test_a_changed_note_changes_the_document_and_misses_the_cache(app, demo):
         course = db.session.get(Course, demo["course"])
         first = documents.build("summary", course)
         pdf = documents.document_pdf(first)
-        assert documents.document_pdf(documents.build("summary", course)) is pdf  # cached
+        assert documents.document_pdf(documents.build("summary", course)) == pdf  # stored
         draft = db.session.scalar(select(Note).where(Note.state == "draft"))
         draft.answers = {**draft.answers, "themes": "A different theme altogether"}
         db.session.commit()
@@ -223,7 +224,9 @@ def test_hostile_note_text_cannot_reach_files_or_the_network(app, maya, demo, li
                         "domain_mind": hostile_markup(listener.url)}
         db.session.commit()
         session_id = note.session_id
-    CACHE.clear()
+    with app.app_context():
+        store.clear()
+        db.session.commit()
     for kind in documents.KINDS:
         resp = maya.get(f"/sessions/{session_id}/documents/{kind}.pdf")
         assert resp.status_code == 200
@@ -256,9 +259,9 @@ def test_the_fetcher_refuses_everything_but_bundled_files(listener):
     # Straight to WeasyPrint, bypassing the Markdown sanitiser: the fetcher alone must hold.
     html = f"<!doctype html><html lang=en><head><title>t</title></head><body>" \
            f"{hostile_markup(listener.url)}<p>Text</p></body></html>"
-    pdf = html_to_pdf(html, use_cache=False)
+    pdf = html_to_pdf(html)
     assert_clean(pdf, listener)
-    fetcher = StaticOnlyFetcher()
+    fetcher = static_only_fetcher()
     for url in ["file:///etc/passwd", f"{listener.url}/x", "https://kaptools.invalid/etc/passwd",
                 "https://kaptools.invalid/static/../../../../etc/passwd",
                 "https://kaptools.invalid/static/%2e%2e/%2e%2e/pyproject.toml",
@@ -271,18 +274,22 @@ def test_the_fetcher_refuses_everything_but_bundled_files(listener):
     assert listener.requests == []
 
 
-def test_a_pdf_failure_shows_a_calm_page_and_changes_nothing(app, maya, demo, monkeypatch):
-    import kaptools.pdf
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("simulated renderer crash")
-
-    monkeypatch.setattr(kaptools.pdf, "html_to_pdf", broken)
-    CACHE.clear()
-    resp = maya.get(f"/courses/{demo['course']}/documents/summary.pdf")
+@pytest.mark.parametrize("limit,cause", [
+    ({"RENDER_MEMORY_LIMIT_MB": 40}, "more memory than a render may use"),
+    ({"RENDER_TIME_LIMIT_S": 0.2}, "longer than a render may take"),
+    ({"RENDER_MAX_PAGES": 3}, "more pages than one document may have"),
+])
+def test_a_render_over_its_limits_names_the_cause_and_offers_sessions(app, maya, demo,
+                                                                     limit, cause):
+    app.config.update(limit)
+    resp = maya.get(f"/courses/{demo['course']}/documents/summary.pdf", follow_redirects=True)
     body = resp.get_data(as_text=True)
-    assert resp.status_code == 500 and "The PDF could not be made" in body
-    assert "Traceback" not in body and "simulated" not in body
+    said = re.findall(r'role="alert"><p>(.*?)</p>', body, re.S)
+    assert resp.status_code == 422 and "The PDF could not be made" in body, (resp.status_code,
+                                                                            said)
+    assert cause in body and "Traceback" not in body, said
+    # The course can be printed session by session instead.
+    assert f"/sessions/{demo['sessions'][0]}/documents/summary.pdf" in body
     with app.app_context():
         assert db.session.scalar(select(User).where(User.username == "maya")) is not None
         assert db.session.get(TherapySession, demo["sessions"][0]) is not None

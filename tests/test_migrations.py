@@ -22,3 +22,24 @@ def test_upgrading_an_empty_database_yields_the_models_schema(databases, tmp_pat
     close_app(app)
     assert diff == []
     assert {t.name for t in db.metadata.sorted_tables} <= tables
+
+
+def test_the_migrated_schema_keeps_its_guards(databases, tmp_path):
+    """Table changes in later migrations must not drop the triggers that guard the record."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
+    app = make_app(databases.new_url(), tmp_path / "instance")
+    with app.app_context():
+        upgrade_database()
+        db.session.execute(text("INSERT INTO audit_event (created_at, action, detail, "
+                                "prev_hash, hash) VALUES (CURRENT_TIMESTAMP, 'x', '{}', "
+                                "'0', '1')"))
+        db.session.commit()
+        for sql in ("UPDATE audit_event SET action = 'y'", "DELETE FROM audit_event"):
+            with pytest.raises(DatabaseError):
+                db.session.execute(text(sql))
+            db.session.rollback()
+        assert db.session.execute(text("SELECT events FROM audit_chain")).scalar() == 0
+    close_app(app)

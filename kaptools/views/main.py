@@ -19,13 +19,15 @@ def dashboard():
     if current_user.role == Role.ADMIN:
         return redirect(url_for("admin.users"))
     scope = current_scope()
+    drafts, draft_count = scope.my_drafts()
     return render_template(
         "dashboard.html",
         today=today(),
         todays_sessions=scope.sessions_on(today()),
-        clients=scope.clients(),
-        drafts=scope.my_drafts(),
-        returned=reviews.returned_to(current_user),
-        waiting=reviews.queue(scope, reviews.QueueFilter(status="submitted")),
+        clients=scope.recent_clients(),
+        drafts=drafts,
+        draft_count=draft_count,
+        returned=reviews.returned_to(current_user, limit=20),
+        waiting=reviews.queue(scope, reviews.QueueFilter(status="submitted"), limit=20),
         scope=scope,
     )

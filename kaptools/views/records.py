@@ -6,14 +6,25 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer, joinedload, selectinload
 
 from .. import audit, outcomes, reviews
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
-from ..models import Client, Course, SessionKind, TherapySession
+from ..models import Client, Course, Note, SessionKind, TherapySession
 from ..web import current_scope
 
 bp = Blueprint("records", __name__)
+
+
+def _sessions(relationship):
+    """A course's sessions with their notes (not the notes' answers), in one query each."""
+    return selectinload(relationship).selectinload(TherapySession.notes).defer(Note.answers)
+
+
+def _timeline(courses):
+    """Each course's sessions and notes, for the timelines of a client's page."""
+    return selectinload(courses).options(_sessions(Course.sessions))
 
 
 def _changed(action: str, obj, client: Client) -> None:
@@ -25,8 +36,10 @@ def clients():
     """List the clients this user may see."""
     show_archived = request.args.get("archived") == "1"
     scope = current_scope()
-    return render_template("clients/list.html", clients=scope.clients(show_archived),
-                           show_archived=show_archived, scope=scope)
+    page = scope.clients_page(page=request.args.get("page", 1, type=int) or 1,
+                              include_archived=show_archived)
+    return render_template("clients/list.html", page=page, show_archived=show_archived,
+                           scope=scope)
 
 
 @bp.route("/clients/new", methods=["GET", "POST"])
@@ -55,16 +68,17 @@ def new_client():
 def client(client_id: int):
     """Show a client with their courses and sessions."""
     scope = current_scope()
-    found = scope.client(client_id)
+    found = scope.client(client_id, joinedload(Client.therapist), _timeline(Client.courses))
     audit.record("client.viewed", obj=found, client_code=found.code)
     db.session.commit()
     charts = {}
+    points_by_course = outcomes.courses_outcomes([c.id for c in found.courses])
     for course_ in found.courses:
-        points = outcomes.course_outcomes(course_)
+        points = points_by_course.get(course_.id, [])
         charts[course_.id] = {
             "points": points,
             "changes": outcomes.changes(points),
-            "svg": outcomes.svg_data_uri(outcomes.outcome_chart_svg(course_, points)),
+            "svg": outcomes.svg_data_uri(outcomes.outcome_chart_svg(course_.sessions, points)),
         }
     return render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
                            charts=charts)
@@ -114,7 +128,7 @@ def new_course(client_id: int):
 def course(course_id: int):
     """Show a course as its arc of sessions."""
     scope = current_scope()
-    found = scope.course(course_id)
+    found = scope.course(course_id, _sessions(Course.sessions))
     audit.record("course.viewed", obj=found, client_code=found.client.code)
     db.session.commit()
     history = reviews.course_reviews(found)
@@ -180,7 +194,9 @@ def new_session(course_id: int):
 def therapy_session(session_id: int):
     """Show a therapy session and its notes."""
     scope = current_scope()
-    found = scope.therapy_session(session_id)
+    found = scope.therapy_session(session_id, joinedload(TherapySession.follows),
+                                  selectinload(TherapySession.notes).options(
+                                      defer(Note.answers), joinedload(Note.author)))
     audit.record("session.viewed", obj=found, client_code=found.course.client.code)
     db.session.commit()
     return render_template("sessions/detail.html", therapy_session=found,

@@ -57,11 +57,9 @@ def queue():
         status=form.status.data or None if valid else None,
         since=form.since.data if valid else None, until=form.until.data if valid else None)
     found = reviews.queue(scope, filters) if valid else []
-    mine = db.session.scalars(select(Review).where(Review.submitted_by_id == current_user.id)
-                              .order_by(Review.submitted_at.desc()).limit(50)).all()
     return render_template("reviews/queue.html", reviews=found, form=form,
                            supervisees=supervisees,
-                           submitted=[r for r in mine if reviews.visible(scope, r)])
+                           submitted=reviews.sent_by(scope))
 
 
 @bp.get("/reviews/<int:review_id>")

@@ -57,3 +57,84 @@ def bench_app(folder: str):
                        "DATABASE_URL": f"sqlite:///{Path(folder) / 'bench.sqlite3'}",
                        "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_TIME_COST": 1,
                        "ARGON2_PARALLELISM": 1})
+
+
+# ---------------------------------------------------------------------------
+# Growing a database: many therapists, clients, sessions and notes, through the app's
+# own services (valid notes, signatures, reviews and audit events as in real use).
+
+SESSION_NOTES = {
+    "preparation": ["cbt-exposure-ladder"],
+    "dosing": ["kap-dosing"],
+    "integration": ["integration-session", "cbt-thought-record", "emdr-target-set",
+                    "ifs-parts-map", "art-script", "cbt-behavioural-experiment"],
+    "assessment": ["gad-7", "phq-9"],
+}
+CYCLE = ["preparation", "assessment", "dosing", "integration", "dosing", "integration",
+         "assessment"]
+
+
+def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya",
+         share: float = 0.1, start: date = date(2025, 1, 6)) -> int:
+    """Add about ``notes_wanted`` notes; ``share`` of them for ``share_for``'s clients.
+
+    Returns how many notes were added. Commits as it goes.
+    """
+    from sqlalchemy import select
+
+    from kaptools.models import ReviewMode, SupervisionRelationship
+    from kaptools.passwords import hash_password
+
+    registry = get_registry()
+    supervisor = db.session.scalar(select(User).where(User.role == "supervisor"))
+    password = hash_password("benchmark password")
+    staff = []
+    for i in range(therapists):
+        name = f"bench{i:02d}"
+        user = db.session.scalar(select(User).where(User.username == name))
+        if user is None:
+            user = User(username=name, display_name=f"Bench Therapist {i:02d}",
+                        role="therapist", password_hash=password)
+            db.session.add(user)
+            if supervisor is not None:
+                db.session.add(SupervisionRelationship(
+                    supervisor=supervisor, supervisee=user, starts_on=start,
+                    review_mode=ReviewMode.COSIGN_AFTER_SIGNING))
+        staff.append(user)
+    db.session.commit()
+    owner = db.session.scalar(select(User).where(User.username == share_for)) \
+        if share_for else None
+    added = client_no = 0
+    while added < notes_wanted:
+        therapist = owner if owner is not None and client_no % round(1 / share) == 0 else \
+            staff[client_no % len(staff)]
+        client = Client(therapist=therapist, code=f"BN-{client_no:05d}")
+        course = Course(client=client, title="Weekly course", format="weekly",
+                        starts_on=start + timedelta(days=client_no % 300),
+                        intentions="Synthetic benchmark data.")
+        db.session.add(client)
+        last_dosing = None
+        for i, kind in enumerate(CYCLE):
+            sess = TherapySession(course=course, kind=kind,
+                                  session_date=course.starts_on + timedelta(days=7 * i))
+            if kind == "dosing":
+                last_dosing = sess
+            elif kind == "integration":
+                sess.follows = last_dosing
+            db.session.add(sess)
+            db.session.flush()
+            slugs = SESSION_NOTES[kind]
+            chosen = slugs if kind != "integration" else \
+                [slugs[0], slugs[1 + (client_no + i) % (len(slugs) - 1)]]
+            for j, slug in enumerate(chosen):
+                template = registry.latest(slug)
+                record = dict(template.sample)
+                private = {f.key: record.pop(f.key) for f in template.fields
+                           if f.audience == "private" and f.key in record}
+                note = notes.create_note(sess, therapist, template, record, private)
+                if (client_no + i + j) % 9:  # most notes are signed; some stay drafts
+                    notes.sign(note, therapist)
+                added += 1
+        db.session.commit()
+        client_no += 1
+    return added

@@ -1,0 +1,189 @@
+"""Rendering in child processes, each with a hard memory limit, under one deadline.
+
+A render never runs in a web process. Renders run in a small pool of child processes
+(forked from a server process that has WeasyPrint and the fonts loaded, kept warm
+between jobs and replaced after a number of renders); every child has an address-space
+limit and a lower CPU priority than the web, and each job has a wall-clock deadline
+after which the children are killed. Independent parts of a document are laid out in
+parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+log = logging.getLogger("kaptools.rendering")
+
+# Children forked from the server process start with these modules loaded.
+_PRELOAD = ["kaptools.rendering.child"]
+_CONTEXT: multiprocessing.context.BaseContext | None = None
+
+
+class RenderLimitExceeded(Exception):
+    """A render went past a limit; ``cause`` is "time", "memory", "pages" or "error"."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    seconds: float
+    memory_mb: int
+    processes: int
+    max_pages: int
+
+    @classmethod
+    def from_config(cls, config) -> Limits:
+        return cls(seconds=float(config["RENDER_TIME_LIMIT_S"]),
+                   memory_mb=int(config["RENDER_MEMORY_LIMIT_MB"]),
+                   processes=max(1, int(config["RENDER_PROCESSES"] or os.cpu_count() or 1)),
+                   max_pages=int(config["RENDER_MAX_PAGES"]))
+
+
+@dataclass(frozen=True)
+class PartJob:
+    key: str
+    html: str
+    pdf_ua: bool = False
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    global _CONTEXT
+    if _CONTEXT is None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+class _Pool:
+    """This process's render children: kept warm between jobs, replaced when a job had
+    to kill them (a deadline passed) or one of them died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._shape: tuple[int, int] | None = None
+        self._served = 0
+        self.generation = 0
+
+    def get(self, limits: Limits, tasks: int) -> tuple[ProcessPoolExecutor, int]:
+        shape = (limits.processes, limits.memory_mb)
+        with self._lock:
+            if self._executor is None or self._shape != shape or \
+                    self._served >= RECYCLE_AFTER * limits.processes:
+                if self._executor is not None:
+                    # Retired: what it is working on finishes, then its children exit.
+                    self._executor.shutdown(wait=False, cancel_futures=False)
+                # (Not max_tasks_per_child: on Python 3.11 it can hang the pool.)
+                self._executor = ProcessPoolExecutor(
+                    max_workers=limits.processes, mp_context=_context(),
+                    initializer=_child_start, initargs=(limits.memory_mb,))
+                self._shape = shape
+                self._served = 0
+                self.generation += 1
+            self._served += tasks
+            return self._executor, self.generation
+
+    def discard(self, generation: int, kill: bool) -> None:
+        """Replace the children of ``generation`` (killing them first when asked)."""
+        with self._lock:
+            if self._executor is None or generation != self.generation:
+                return
+            if kill:
+                _kill(self._executor)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+# The children are replaced after about this many renders each, so no memory builds up.
+RECYCLE_AFTER = 25
+_POOL = _Pool()
+
+
+def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
+                 done: Callable[[str, bytes, int], None]) -> None:
+    """Render every part, calling ``done(key, pdf, pages)`` as each finishes.
+
+    Raises RenderLimitExceeded when the deadline passes, a child runs out of memory, or
+    a part fails to render; on a deadline the children are killed.
+    """
+    waiting = list(parts)
+    retried = False
+    while waiting:
+        executor, generation = _POOL.get(limits, len(waiting))
+        pending = {executor.submit(_child_render, part.html, part.pdf_ua): part
+                   for part in waiting}
+        try:
+            waiting = _collect(pending, limits, deadline, done)
+        except BrokenProcessPool as exc:
+            waiting = list(pending.values())
+            if _POOL.generation != generation and not retried:
+                retried = True  # another job's deadline replaced the children: go on
+                continue
+            _POOL.discard(generation, kill=True)
+            raise RenderLimitExceeded(
+                "memory", "a render process stopped unexpectedly, most likely because it "
+                          f"needed more than {limits.memory_mb} MiB") from exc
+        except RenderLimitExceeded as exc:
+            for future in pending:
+                future.cancel()
+            if exc.cause == "time":
+                _POOL.discard(generation, kill=True)
+            raise
+
+
+def _collect(pending: dict, limits: Limits, deadline: float, done) -> list:
+    """Wait for the submitted parts; returns [] when all are done."""
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RenderLimitExceeded(
+                "time", f"it took longer than the {limits.seconds:g} seconds a render may "
+                        "take")
+        finished, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+        for future in finished:
+            part = pending[future]
+            outcome = future.result()  # BrokenProcessPool propagates to the caller
+            del pending[future]
+            if outcome[0] == "memory":
+                raise RenderLimitExceeded(
+                    "memory", f"it needed more than the {limits.memory_mb} MiB of memory a "
+                              "render may use")
+            if outcome[0] == "error":
+                raise RenderLimitExceeded("error", outcome[1])
+            done(part.key, outcome[1], outcome[2])
+    return []
+
+
+# Run in the child (the parent never imports WeasyPrint for these).
+def _child_start(memory_mb: int) -> None:
+    from . import child
+
+    child.limit_self(memory_mb)
+
+
+def _child_render(html: str, pdf_ua: bool) -> tuple:
+    from . import child
+
+    return child.render(html, pdf_ua)
+
+
+def _kill(executor: ProcessPoolExecutor) -> None:
+    # The executor has no public way to stop a running task: end its processes.
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except Exception:  # already gone
+            pass

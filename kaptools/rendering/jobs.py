@@ -1,0 +1,180 @@
+"""Render jobs: asked for in a web request, run by a background worker.
+
+``request_document`` is what a view calls: it answers with the finished PDF when the
+same content was rendered before (by any process), or with a job the page can follow.
+``run_job`` is what a worker runs: it lays out the parts that are not stored yet, in
+child processes and in parallel, assembles them and stores the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Course, RenderJob, RenderStatus, TherapySession, User
+from ..summaries import Document, build_document
+from ..timeutil import utcnow
+from . import store
+from .engine import Limits, RenderLimitExceeded, render_parts
+from .parts import doc_key, overlay_job, plan
+from .queue import enqueue_render
+
+log = logging.getLogger("kaptools.rendering")
+
+CAUSES = {
+    "time": "It took longer than a render may take",
+    "memory": "It needed more memory than a render may use",
+    "pages": "It has more pages than one document may have",
+    "error": "The layout engine stopped",
+}
+
+
+@dataclass(frozen=True)
+class Requested:
+    """What a request for a PDF got: the PDF itself, or a job to wait for."""
+
+    pdf: bytes | None = None
+    job: RenderJob | None = None
+
+
+def build(kind: str, course: Course, only: TherapySession | None,
+          sheets: list[str] | None) -> Document:
+    from ..documents import build as build_doc
+
+    return build_doc(kind, course, only, sheets)
+
+
+def request_document(kind: str, course: Course, only: TherapySession | None,
+                     sheets: list[str] | None, user: User) -> Requested:
+    """The stored PDF of this document as it is now, or a new job that will render it."""
+    doc = build(kind, course, only, sheets)
+    key = doc_key(doc)
+    found = store.get(key)
+    if found is not None:
+        return Requested(pdf=found.pdf)
+    job = RenderJob(user_id=user.id, kind=kind, course_id=course.id,
+                    session_id=only.id if only else None, sheets=sheets, doc_key=key,
+                    status=RenderStatus.QUEUED, stage="Waiting for a render worker")
+    db.session.add(job)
+    db.session.commit()
+    enqueue_render(job.id)
+    db.session.expire(job)
+    if job.status == RenderStatus.DONE:  # run at once (immediate mode)
+        found = store.get(job.doc_key)
+        if found is not None:
+            return Requested(pdf=found.pdf, job=job)
+    return Requested(job=job)
+
+
+def _update(job: RenderJob, **values) -> None:
+    for name, value in values.items():
+        setattr(job, name, value)
+    db.session.commit()
+
+
+def run_job(job_id: int) -> None:
+    """Render one job's document (a worker's task). Never raises."""
+    job = db.session.get(RenderJob, job_id)
+    if job is None or job.status not in (RenderStatus.QUEUED, RenderStatus.RUNNING):
+        return
+    limits = Limits.from_config(current_app.config)
+    started = time.monotonic()
+    _update(job, status=RenderStatus.RUNNING, started_at=utcnow(),
+            stage="Gathering the record", progress=1)
+    try:
+        course = db.session.get(Course, job.course_id)
+        only = db.session.get(TherapySession, job.session_id) if job.session_id else None
+        doc = build_document(job.kind, course, only, job.sheets)
+        _render(job, doc, limits, deadline=started + limits.seconds)
+    except RenderLimitExceeded as exc:
+        db.session.rollback()
+        log.warning("render job %s stopped: %s", job_id, exc.message)
+        _update(job, status=RenderStatus.FAILED, failure=exc.cause,
+                message=f"{CAUSES[exc.cause]}: {exc.message}.", finished_at=utcnow())
+    except Exception:
+        db.session.rollback()
+        log.exception("render job %s failed", job_id)
+        _update(job, status=RenderStatus.FAILED, failure="error",
+                message=CAUSES["error"] + " unexpectedly; the details are in the log.",
+                finished_at=utcnow())
+
+
+def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> None:
+    def progress(stage: str, percent: int) -> None:
+        _update(job, stage=stage, progress=max(job.progress, percent))
+
+    key, _, pages = produce(doc, limits, deadline, progress)
+    _update(job, doc_key=key, status=RenderStatus.DONE, progress=100, stage="Ready",
+            pages=pages, finished_at=utcnow())
+
+
+def produce(doc: Document, limits: Limits, deadline: float,
+            progress=lambda stage, percent: None) -> tuple[str, bytes, int]:
+    """Render a document (reusing every stored part), store it; (key, pdf, pages)."""
+    the_plan = plan(doc)
+    if (ready := store.get(the_plan.doc_key)) is not None:
+        return the_plan.doc_key, ready.pdf, ready.pages
+    keys = [p.key for p in the_plan.parts]
+    pdfs: dict[str, bytes] = {}
+    pages: dict[str, int] = {}
+    for key in keys:
+        if (found := store.get(key)) is not None:
+            pdfs[key], pages[key] = found.pdf, found.pages
+    missing = [p for p in the_plan.parts if p.key not in pages]
+    progress(f"Laying out {len(missing)} of {len(keys)} parts "
+             f"({len(keys) - len(missing)} already laid out)", 5)
+
+    def part_done(key: str, pdf: bytes, count: int) -> None:
+        store.put(key, store.PART, pdf, count)
+        pdfs[key], pages[key] = pdf, count
+        done = sum(1 for part in missing if part.key in pages)
+        progress(f"Laid out {done} of {len(missing)} parts", 5 + int(85 * done /
+                                                                    (len(missing) + 1)))
+        if sum(pages.values()) > limits.max_pages:
+            raise RenderLimitExceeded("pages", f"it would have more than "
+                                               f"{limits.max_pages} pages")
+
+    render_parts(missing, limits, deadline, part_done)
+    page_count = sum(pages[k] for k in keys)
+    overlay = None
+    if the_plan.overlay:
+        progress("Numbering the pages", 92)
+        stamp = overlay_job(the_plan, page_count)
+        if (found := store.get(stamp.key)) is not None:
+            overlay = found.pdf
+        else:
+            made: dict[str, bytes] = {}
+            render_parts([stamp], limits, deadline,
+                         lambda key, pdf, count: made.setdefault(key, pdf))
+            overlay = made[stamp.key]
+            store.put(stamp.key, store.PART, overlay, page_count)
+    progress("Putting the parts together", 96)
+    from .assemble import assemble
+
+    pdf = assemble([pdfs[k] for k in keys], overlay, the_plan.title)
+    store.put(the_plan.doc_key, store.DOCUMENT, pdf, page_count)
+    return the_plan.doc_key, pdf, page_count
+
+
+def render_now(doc: Document) -> bytes:
+    """Render a document in the calling process's own child processes (CLI, tools)."""
+    limits = Limits.from_config(current_app.config)
+    _, pdf, _ = produce(doc, limits, time.monotonic() + limits.seconds)
+    db.session.commit()
+    return pdf
+
+
+def job_for(job_id: int, user: User) -> RenderJob | None:
+    """A job of this user's (nobody else's: a foreign id is like a missing one)."""
+    return db.session.scalar(select(RenderJob).where(RenderJob.id == job_id,
+                                                     RenderJob.user_id == user.id))
+
+
+def result(job: RenderJob) -> bytes | None:
+    found = store.get(job.doc_key) if job.status == RenderStatus.DONE else None
+    return found.pdf if found else None

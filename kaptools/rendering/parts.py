@@ -1,0 +1,81 @@
+"""How a document is cut into parts that render on their own and are reused.
+
+A summary or a packet is its cover plus one part per session; each part's key is the
+hash of its print HTML and of everything else that shapes its pages (the print
+stylesheet, the fonts, the layout engine's version). Signed notes never change, so a
+session's part is laid out once and reused until something in that session changes.
+A handout is short and is one part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from flask import render_template
+
+from ..resources import resource_dir
+from ..summaries import HANDOUT, Document, document_hash
+from .engine import PartJob
+
+
+@dataclass(frozen=True)
+class Plan:
+    doc_key: str
+    parts: list[PartJob]
+    overlay: bool  # page numbers and the content hash are laid over the assembled pages
+    title: str
+    content_hash: str
+
+
+@lru_cache(maxsize=1)
+def render_version() -> str:
+    """Changes whenever the print stylesheet, the fonts or the layout engine change."""
+    from importlib.metadata import version
+
+    static = resource_dir("static")
+    digest = hashlib.sha256()
+    for path in sorted((static / "css").glob("print*.css")) + sorted(
+            (static / "fonts").glob("*")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    digest.update(version("weasyprint").encode())
+    return digest.hexdigest()
+
+
+def doc_key(doc: Document) -> str:
+    """The key a finished document is stored under: its content and how it prints."""
+    return _sha(json.dumps({"v": render_version(), "kind": doc.kind, "scope": doc.scope_label,
+                            "content": document_hash(doc),
+                            "printed": doc.printed_on.isoformat(), "clinic": doc.clinic,
+                            "vitals": doc.vitals_thresholds}, sort_keys=True, default=str))
+
+
+def plan(doc: Document) -> Plan:
+    """The parts a document is made of, each with the key it is stored under."""
+    if doc.kind == HANDOUT:
+        html = render_template("print/handout.html", doc=doc, links=None)
+        parts = [PartJob(_part_key(html, True), html, pdf_ua=True)]
+        return Plan(doc_key(doc), parts, overlay=False, title=doc.title,
+                    content_hash=doc.content_hash)
+    htmls = [render_template("print/part.html", doc=doc, part="cover", links=None)]
+    htmls += [render_template("print/part.html", doc=doc, part="session", s=s, links=None)
+              for s in doc.sessions]
+    parts = [PartJob(_part_key(html, False), html) for html in htmls]
+    return Plan(doc_key(doc), parts, overlay=True, title=doc.title,
+                content_hash=doc.content_hash)
+
+
+def overlay_job(plan: Plan, pages: int) -> PartJob:
+    html = render_template("print/overlay.html", pages=pages, content_hash=plan.content_hash)
+    return PartJob(_part_key(html, False), html)
+
+
+def _part_key(html: str, pdf_ua: bool) -> str:
+    return _sha(render_version() + ("ua" if pdf_ua else "") + html)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

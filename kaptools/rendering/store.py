@@ -1,0 +1,80 @@
+"""Rendered PDFs and parts of them, in the database, keyed by a hash of their content.
+
+Every web process and worker, on any host, finds what another rendered. Nothing is
+written to disk outside the database. Past the configured size the least recently used
+entries are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import RenderedPdf
+from ..timeutil import utcnow
+
+DOCUMENT, PART = "document", "part"
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    pdf: bytes
+    pages: int
+
+
+def get(key: str, touch: bool = True) -> Stored | None:
+    row = db.session.get(RenderedPdf, key)
+    if row is None:
+        return None
+    found = Stored(row.key, row.pdf, row.pages)
+    if touch:
+        db.session.execute(update(RenderedPdf).where(RenderedPdf.key == key)
+                           .values(used_at=utcnow()))
+    return found
+
+
+def has(key: str) -> bool:
+    return db.session.scalar(select(RenderedPdf.key).where(RenderedPdf.key == key)) is not None
+
+
+def pages_of(keys: list[str]) -> dict[str, int]:
+    """The page counts of the stored entries among ``keys``."""
+    if not keys:
+        return {}
+    rows = db.session.execute(select(RenderedPdf.key, RenderedPdf.pages)
+                              .where(RenderedPdf.key.in_(keys)))
+    return dict(rows.all())
+
+
+def put(key: str, scope: str, pdf: bytes, pages: int) -> None:
+    """Store a rendered PDF (another worker may have stored the same one already)."""
+    now = utcnow()
+    try:
+        with db.session.begin_nested():
+            db.session.add(RenderedPdf(key=key, scope=scope, pdf=pdf, pages=pages,
+                                       size=len(pdf), created_at=now, used_at=now))
+    except IntegrityError:
+        pass  # the same content, rendered elsewhere a moment ago
+    _evict()
+
+
+def _evict() -> None:
+    limit = int(current_app.config["RENDER_STORE_MAX_MB"]) * 1024 * 1024
+    total = db.session.scalar(select(func.coalesce(func.sum(RenderedPdf.size), 0)))
+    if total <= limit:
+        return
+    for key, size in db.session.execute(select(RenderedPdf.key, RenderedPdf.size)
+                                        .order_by(RenderedPdf.used_at)).all():
+        db.session.execute(delete(RenderedPdf).where(RenderedPdf.key == key))
+        total -= size
+        if total <= limit * 0.9:
+            break
+
+
+def clear() -> None:
+    db.session.execute(delete(RenderedPdf))

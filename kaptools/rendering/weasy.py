@@ -1,0 +1,97 @@
+"""HTML to PDF with WeasyPrint, through a fetcher that only serves bundled files.
+
+WeasyPrint is imported here and only here, on first use: the web process, the CLI and
+``kaptools --help`` start without it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..resources import resource_dir
+
+# Print HTML links its assets as /static/...; WeasyPrint resolves them against this
+# base, and the fetcher maps exactly this origin onto the bundled static folder.
+BASE_URL = "https://kaptools.invalid/"
+STATIC_PREFIX = "/static/"
+MAX_HTML_BYTES = 8 * 1024 * 1024
+CONTENT_TYPES = {".css": "text/css", ".woff": "font/woff", ".woff2": "font/woff2",
+                 ".ttf": "font/ttf", ".svg": "image/svg+xml", ".png": "image/png"}
+
+
+class RefusedResource(ValueError):
+    """A document asked for something outside the bundled static files."""
+
+
+_FETCHER_CLASS = None
+_FONT_CONFIG = None
+_LOCK = threading.Lock()
+
+
+def static_only_fetcher(static_root: Path | None = None):
+    """A WeasyPrint URL fetcher serving bundled static files and data: URIs only."""
+    global _FETCHER_CLASS
+    with _LOCK:
+        if _FETCHER_CLASS is None:
+            _FETCHER_CLASS = _define_fetcher()
+    return _FETCHER_CLASS(static_root)
+
+
+def _define_fetcher():
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+    class StaticOnlyFetcher(URLFetcher):
+        """Serve bundled static files and data: URIs; refuse everything else."""
+
+        def __init__(self, static_root: Path | None = None) -> None:
+            super().__init__(allowed_protocols={"data"}, allow_redirects=False)
+            self.static_root = (static_root or resource_dir("static")).resolve()
+            self.refused: list[str] = []
+
+        def fetch(self, url: str, headers=None):
+            if url.startswith("data:"):
+                return super().fetch(url, headers)
+            parts = urlsplit(url)
+            if f"{parts.scheme}://{parts.netloc}/" == BASE_URL and \
+                    parts.path.startswith(STATIC_PREFIX) and not parts.query:
+                relative = unquote(parts.path[len(STATIC_PREFIX):])
+                path = (self.static_root / relative).resolve()
+                if path.is_file() and path.is_relative_to(self.static_root):
+                    return URLFetcherResponse(url, body=path.read_bytes(), headers={
+                        "Content-Type": CONTENT_TYPES.get(path.suffix,
+                                                          "application/octet-stream")})
+            self.refused.append(url[:200])
+            raise RefusedResource(f"refused to fetch {url[:200]!r}: only bundled files are "
+                                  "allowed")
+
+    return StaticOnlyFetcher
+
+
+def font_config():
+    """One WeasyPrint font configuration per process."""
+    global _FONT_CONFIG
+    with _LOCK:
+        if _FONT_CONFIG is None:
+            from weasyprint.text.fonts import FontConfiguration
+
+            _FONT_CONFIG = FontConfiguration()
+        return _FONT_CONFIG
+
+
+def render_pdf(html: str, *, pdf_ua: bool = False) -> tuple[bytes, int]:
+    """Lay out print HTML and write it as PDF (tagged PDF/UA-1 when asked); (bytes, pages)."""
+    from weasyprint import HTML
+
+    if len(html.encode()) > MAX_HTML_BYTES:
+        raise ValueError("document too large to print")
+    options = {"pdf_variant": "pdf/ua-1"} if pdf_ua else {}
+    document = HTML(string=html, base_url=BASE_URL,
+                    url_fetcher=static_only_fetcher()).render(font_config=font_config())
+    return document.write_pdf(**options), len(document.pages)
+
+
+def html_to_pdf(html: str, *, pdf_ua: bool = False) -> bytes:
+    """Render print HTML to PDF bytes in this process (tests and tools)."""
+    return render_pdf(html, pdf_ua=pdf_ua)[0]

@@ -1,0 +1,132 @@
+"""Pages do not grow with the data: the same statements per page at any size (issue 10).
+
+Every page and document is requested on the demo database, then again after 2,000 more
+notes across many clients and sessions (some of them Maya's own): each answers with
+exactly as many SQL statements as before. A page that ran one query per row would fail.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, select
+
+from kaptools.demo import load_demo
+from kaptools.extensions import db
+from kaptools.models import Course, Note, Review
+from tests.bench.data import grow
+from tests.conftest import Browser
+
+
+@contextmanager
+def counting(app):
+    """Count the SQL statements the app sends while the block runs."""
+    with app.app_context():
+        engine = db.engine
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def pages(app) -> dict[str, str]:
+    """The pages and documents of the demo course, for Maya and for her supervisor."""
+    with app.app_context():
+        course = db.session.scalar(select(Course).where(Course.format == "intensive"))
+        sessions = [s.id for s in course.sessions]
+        signed = db.session.scalar(select(Note.id).where(Note.state == "signed",
+                                                         Note.modality == "emdr-target-set"))
+        draft = db.session.scalar(select(Note.id).where(Note.state == "draft",
+                                                        Note.session_id.in_(sessions)))
+        client = course.client_id
+        course_id = course.id
+    urls = {
+        "dashboard": "/", "clients": "/clients", "client": f"/clients/{client}",
+        "course": f"/courses/{course_id}", "session": f"/sessions/{sessions[4]}",
+        "note view": f"/notes/{signed}", "note editor": f"/notes/{draft}",
+        "new note": f"/sessions/{sessions[4]}/notes/new", "reviews": "/reviews",
+    }
+    for kind in ("summary", "packet", "handout"):
+        urls[f"course {kind}"] = f"/courses/{course_id}/documents/{kind}"
+        urls[f"session {kind}"] = f"/sessions/{sessions[3]}/documents/{kind}"
+    return urls
+
+
+def statements_per_page(app, browser, urls: dict[str, str]) -> dict[str, int]:
+    counts = {}
+    for name, url in urls.items():
+        browser.get(url)  # warm: the first request of a page may fill caches
+        with counting(app) as seen:
+            resp = browser.get(url)
+        assert resp.status_code == 200, (name, resp.status_code)
+        counts[name] = len(seen)
+    return counts
+
+
+@pytest.fixture
+def demo(app):
+    with app.app_context():
+        load_demo()
+        # A review in the queue, so the supervisor's pages have something to show.
+        from kaptools import reviews
+        from kaptools.models import User
+
+        maya = db.session.scalar(select(User).where(User.username == "maya"))
+        ruth = db.session.scalar(select(User).where(User.username == "ruth"))
+        note = db.session.scalar(select(Note).where(Note.state == "signed"))
+        reviews.submit_note(note, maya, ruth.id)
+        db.session.commit()
+
+
+def test_statements_per_page_do_not_grow_with_the_data(app, demo):
+    maya = Browser(app.test_client())
+    maya.login("maya", "demo-maya-lind")
+    ruth = Browser(app.test_client())
+    ruth.login("ruth", "demo-ruth-okafor")
+    urls = pages(app)
+    with app.app_context():
+        review = db.session.scalar(select(Review.id))
+    supervisor_urls = {"review queue": "/reviews", "review": f"/reviews/{review}",
+                       "supervisor dashboard": "/"}
+    before = statements_per_page(app, maya, urls)
+    before_ruth = statements_per_page(app, ruth, supervisor_urls)
+    with app.app_context():
+        added = grow(2000, therapists=12)
+    assert added >= 2000
+    after = statements_per_page(app, maya, urls)
+    after_ruth = statements_per_page(app, ruth, supervisor_urls)
+    grew = {name: (before[name], after[name]) for name in before if after[name] != before[name]}
+    grew.update({name: (before_ruth[name], after_ruth[name]) for name in before_ruth
+                 if after_ruth[name] != before_ruth[name]})
+    print("statements per page:", before, before_ruth)
+    assert not grew, grew
+
+
+def test_a_long_course_costs_the_same_statements_as_a_short_one(app):
+    """Documents and course pages load a course in a fixed number of queries."""
+    from kaptools.models import User
+    from tests import factories
+    from tests.bench.data import make_course
+
+    with app.app_context():
+        therapist = factories.user("maya")
+        short = make_course(therapist, 6, "KT-SHORT")
+        long = make_course(therapist, 30, "KT-LONG")
+        ids = {"short": (short.id, short.client_id), "long": (long.id, long.client_id)}
+        assert db.session.scalar(select(User.id).where(User.username == "maya"))
+    browser = Browser(app.test_client())
+    browser.login("maya", factories.PASSWORD)
+    counts = {}
+    for size, (course, client) in ids.items():
+        urls = {"course": f"/courses/{course}", "client": f"/clients/{client}"}
+        for kind in ("summary", "packet", "handout"):
+            urls[kind] = f"/courses/{course}/documents/{kind}"
+        counts[size] = statements_per_page(app, browser, urls)
+    assert counts["short"] == counts["long"], counts

@@ -1,0 +1,174 @@
+"""Documents render as background work: queued, laid out in parts, reused, numbered."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import func, select
+
+from kaptools import notes
+from kaptools.demo import load_demo
+from kaptools.extensions import db
+from kaptools.models import Course, Note, RenderedPdf, RenderJob
+from tests.conftest import Browser
+
+REDIS_URL = os.environ.get("KAPTOOLS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pdf_pages(data: bytes) -> list[str]:
+    return [re.sub(r"\s+", " ", p.extract_text() or "") for p in
+            PdfReader(io.BytesIO(data)).pages]
+
+
+@pytest.fixture
+def demo_course(app):
+    with app.app_context():
+        load_demo()
+        return db.session.scalar(select(Course.id).where(Course.format == "intensive"))
+
+
+@pytest.fixture
+def maya(app, demo_course):
+    browser = Browser(app.test_client())
+    browser.login("maya", "demo-maya-lind")
+    return browser
+
+
+def wait_for_pdf(browser, url: str, seconds: float = 120) -> bytes:
+    """Ask for a PDF and follow its render the way the page does, until it is ready."""
+    resp = browser.get(url)
+    deadline = time.monotonic() + seconds
+    while resp.status_code == 302:
+        location = resp.headers["Location"]
+        if location.endswith("/pdf"):
+            resp = browser.get(location)
+            continue
+        status = browser.get(location.replace("/renders/", "/renders/", 1) + ".json"
+                             if not location.endswith(".json") else location).json
+        assert status["status"] != "failed", status
+        if status["status"] == "done":
+            resp = browser.get(status["pdf"])
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+    assert resp.status_code == 200 and resp.mimetype == "application/pdf", resp.status_code
+    return resp.data
+
+
+def test_the_embedded_worker_renders_a_queued_pdf(app_factory):
+    from kaptools.rendering.queue import queue_for
+
+    app = app_factory(TASK_QUEUE_URL="")  # a SQLite queue in the instance folder
+    with app.app_context():
+        load_demo()
+        course = db.session.scalar(select(Course.id).where(Course.format == "intensive"))
+    browser = Browser(app.test_client())
+    browser.login("maya", "demo-maya-lind")
+    first = browser.get(f"/courses/{course}/documents/summary.pdf")
+    assert first.status_code == 302 and "/renders/" in first.headers["Location"]
+    page = browser.get(first.headers["Location"])
+    assert page.status_code == 200 and "Preparing your PDF" in page.get_data(as_text=True)
+    consumer = queue_for(app).start_embedded(1)
+    try:
+        pdf = wait_for_pdf(browser, f"/courses/{course}/documents/summary.pdf")
+    finally:
+        consumer.stop(graceful=False)
+    assert "Page 1 of" in pdf_pages(pdf)[0]
+    # Once rendered, the same document is served at once, by any process.
+    again = browser.get(f"/courses/{course}/documents/summary.pdf")
+    assert again.status_code == 200 and again.data == pdf
+
+
+def test_a_worker_process_on_its_own_renders_through_redis(app_factory, tmp_path):
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    client.ping()  # `make test` starts a Redis when none answers
+    client.flushdb()
+    app = app_factory(TASK_QUEUE_URL=REDIS_URL)
+    with app.app_context():
+        load_demo()
+        course = db.session.scalar(select(Course.id).where(Course.format == "intensive"))
+    env = {**os.environ, "KAPTOOLS_TASK_QUEUE_URL": REDIS_URL,
+           "KAPTOOLS_DATABASE_URL": app.config["DATABASE_URL"],
+           "KAPTOOLS_INSTANCE_PATH": app.instance_path, "KAPTOOLS_SECRET_KEY": "worker-key"}
+    worker = subprocess.Popen([sys.executable, "-m", "kaptools", "worker", "--workers",
+                               "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        browser = Browser(app.test_client())
+        browser.login("maya", "demo-maya-lind")
+        pdf = wait_for_pdf(browser, f"/courses/{course}/documents/packet.pdf")
+    finally:
+        worker.terminate()
+        output = worker.communicate(timeout=30)[0].decode(errors="replace")
+    assert "Supervision packet" in " ".join(pdf_pages(pdf)), output[-2000:]
+    with app.app_context():
+        job = db.session.scalar(select(RenderJob).order_by(RenderJob.id.desc()))
+        assert job.status == "done" and job.pages == len(pdf_pages(pdf))
+    client.flushdb()
+
+
+def test_one_signed_session_lays_out_only_what_changed(app, maya, demo_course):
+    from kaptools.rendering.parts import plan
+
+    with app.test_request_context():
+        from kaptools import documents
+
+        course = db.session.get(Course, demo_course)
+        first = plan(documents.build("summary", course))
+    wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
+    with app.app_context():
+        parts_before = db.session.scalar(select(func.count()).select_from(RenderedPdf)
+                                         .where(RenderedPdf.scope == "part"))
+        draft = db.session.scalar(select(Note).where(Note.state == "draft"))
+        notes.sign(draft, draft.author)
+        db.session.commit()
+    with app.test_request_context():
+        course = db.session.get(Course, demo_course)
+        second = plan(documents.build("summary", course))
+    changed = [a.key != b.key for a, b in zip(first.parts, second.parts, strict=True)]
+    # Only the part of the one session whose note was signed (parts: cover, sessions...).
+    assert sum(changed) == 1 and not changed[0]
+    pdf = wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
+    with app.app_context():
+        parts_after = db.session.scalar(select(func.count()).select_from(RenderedPdf)
+                                        .where(RenderedPdf.scope == "part"))
+        job = db.session.scalar(select(RenderJob).order_by(RenderJob.id.desc()))
+    # One new part (and a new page-number overlay if the count changed); the other
+    # sessions and the cover were reused.
+    assert 1 <= parts_after - parts_before <= 2, (parts_before, parts_after)
+    assert job.status == "done"
+    pages = pdf_pages(pdf)
+    assert all(f"Page {i} of {len(pages)}" in text for i, text in enumerate(pages, 1))
+
+
+def test_an_assembled_document_keeps_its_bookmarks(app, maya, demo_course):
+    pdf = wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
+    reader = PdfReader(io.BytesIO(pdf))
+    top = reader.outline
+    assert top[0].title == "Integration summary"
+    children = top[1]
+    titles = [item.title for item in children if not isinstance(item, list)]
+    assert titles[0] == "Integration summary" or "Preparation" in " ".join(titles)
+    assert sum("Dosing" in t for t in titles) == 4  # one bookmark per dosing session
+
+
+def test_render_jobs_belong_to_the_person_who_asked(app, maya, demo_course):
+    resp = maya.get(f"/courses/{demo_course}/documents/packet.pdf")
+    assert resp.status_code == 200
+    with app.app_context():
+        job = db.session.scalar(select(RenderJob).order_by(RenderJob.id.desc()))
+    ruth = Browser(app.test_client())
+    ruth.login("ruth", "demo-ruth-okafor")  # Maya's supervisor: may read, not take
+    for url in (f"/renders/{job.id}", f"/renders/{job.id}.json", f"/renders/{job.id}/pdf"):
+        assert ruth.get(url).status_code == 404, url
