@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import abort
 from sqlalchemy import Select, false, func, or_, select
-from sqlalchemy.orm import joinedload, with_expression
+from sqlalchemy.orm import defer, joinedload, with_expression
 
 from .extensions import db
 from .models import Client, Course, Note, Role, SupervisionRelationship, TherapySession, User
@@ -78,7 +78,8 @@ class Scope:
         """Unsigned notes this user wrote, oldest first (at most ``limit``), and how many."""
         where = (Note.author_id == self.user.id, Note.state == "draft")
         query = (select(Note).where(*where)
-                 .options(joinedload(Note.session).joinedload(TherapySession.course)
+                 .options(defer(Note.answers),
+                          joinedload(Note.session).joinedload(TherapySession.course)
                           .joinedload(Course.client))
                  .order_by(Note.updated_at).limit(limit))
         total = db.session.scalar(select(func.count(Note.id)).where(*where))

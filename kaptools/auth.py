@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from flask import current_app, session
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import joinedload
 
 from . import audit
 from .extensions import db, login_manager
@@ -47,6 +48,7 @@ def load_session_user(token: str) -> User | None:
     """Return the user of a live session token, or None when absent or expired."""
     auth = db.session.scalar(
         select(AuthSession).where(AuthSession.token_hash == _token_hash(token))
+        .options(joinedload(AuthSession.user))
     )
     if auth is None:
         return None

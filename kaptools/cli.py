@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -138,6 +139,11 @@ def worker_command(workers: int | None) -> None:
     count = workers or int(app.config["RENDER_WORKERS"])
     click.echo(f"kaptools render worker: {count} job(s) at a time from "
                f"{queue.url or 'the embedded queue in ' + app.instance_path}")
+    try:
+        os.nice(10)  # a render host may also serve pages: they come first
+    except OSError:
+        pass
+    queue.warm_up()
     consumer = queue.consumer(count)
     consumer._standalone = True  # the main thread: Ctrl+C and SIGTERM stop it cleanly
     consumer.run()

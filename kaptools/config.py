@@ -13,6 +13,7 @@ from flask import Flask
 DEFAULTS: dict[str, object] = {
     # An SQLAlchemy URL; empty means a SQLite file in the instance folder.
     "DATABASE_URL": "",
+    "SECRET_KEY_FILE": "",  # a file holding the secret key several hosts share
     "SESSION_IDLE_MINUTES": 30,
     "SESSION_ABSOLUTE_HOURS": 12,
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
@@ -76,6 +77,12 @@ def load_config(app: Flask, test_config: dict[str, object] | None) -> None:
         app.config.from_mapping(test_config)
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY") and app.config.get("SECRET_KEY_FILE"):
+        # Several hosts share one key (a mounted secret); it must exist and not be empty.
+        key = Path(str(app.config["SECRET_KEY_FILE"])).read_text().strip()
+        if not key:
+            raise RuntimeError(f"the secret key file {app.config['SECRET_KEY_FILE']} is empty")
+        app.config["SECRET_KEY"] = key
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
 

@@ -43,7 +43,10 @@ def init_app(app: Flask) -> None:
         elif engine.dialect.name == "postgresql":
             settings = {"lock_timeout": int(cfg["DB_LOCK_TIMEOUT_MS"]),
                         "statement_timeout": statement_ms,
-                        "idle_in_transaction_session_timeout": idle_ms}
+                        "idle_in_transaction_session_timeout": idle_ms,
+                        # The app's statements are prepared on each connection (after a
+                        # few uses) and planned once: their plans do not depend on values.
+                        "plan_cache_mode": "force_generic_plan"}
             event.listen(engine, "connect",
                          lambda conn, record: _postgresql_setup(conn, settings))
 
@@ -82,5 +85,6 @@ def _postgresql_setup(dbapi_connection, settings: dict[str, int]) -> None:
     dbapi_connection.autocommit = True
     with dbapi_connection.cursor() as cursor:
         for name, value in settings.items():
-            cursor.execute(f"SET {name} = {int(value)}")
+            value = int(value) if isinstance(value, int) else value
+            cursor.execute(f"SET {name} = {value}")
     dbapi_connection.autocommit = autocommit

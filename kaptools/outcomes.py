@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from .modality import get_registry
 from .modality.answers import compute_scores
@@ -111,6 +112,27 @@ def outcome_chart_svg(sessions, points: list[OutcomePoint], width: int = 720,
     chart.add("Dosing session ▲", [0 if s.kind == SessionKind.DOSING else None for s in sessions],
               stroke=False, dots_size=6)
     return chart.render()
+
+
+def chart_uri(sessions, points: list[OutcomePoint]) -> str | None:
+    """The chart as a data URI; the same data gives the same chart, drawn only once."""
+    if not points:
+        return None
+    key = (tuple((s.id, s.session_date, s.kind) for s in sessions), tuple(points))
+    return _chart_uri(key)
+
+
+@lru_cache(maxsize=256)
+def _chart_uri(key) -> str | None:
+    sessions = [_Session(*s) for s in key[0]]
+    return svg_data_uri(outcome_chart_svg(sessions, list(key[1])))
+
+
+@dataclass(frozen=True)
+class _Session:
+    id: int
+    session_date: date
+    kind: str
 
 
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import defer, joinedload, selectinload
 
 from . import audit
 from .access import PAGE_SIZE, Scope
@@ -289,8 +289,9 @@ class QueueFilter:
 def _with_subjects(query):
     """Load what review lists show with the reviews: subjects, clients, people, comments."""
     return query.options(
-        selectinload(Review.note).joinedload(Note.session).joinedload(TherapySession.course)
-        .joinedload(Course.client),
+        defer(Review.snapshot),
+        selectinload(Review.note).options(defer(Note.answers)).joinedload(Note.session)
+        .joinedload(TherapySession.course).joinedload(Course.client),
         selectinload(Review.course).joinedload(Course.client),
         joinedload(Review.submitter), joinedload(Review.reviewer),
         selectinload(Review.comments))

@@ -12,6 +12,10 @@ import resource
 from . import weasy
 
 weasy.font_config()  # load fontconfig once, in the fork server
+try:
+    weasy.print_stylesheet()  # and parse the print stylesheet once
+except Exception:  # a child that needs it parses it itself (and reports what is wrong)
+    pass
 
 
 # Laid out once when a child starts, so the fonts and styles are loaded before the
@@ -28,9 +32,13 @@ def limit_self(memory_mb: int) -> None:
     limit = int(memory_mb) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        os.nice(10)
-    except OSError:
-        pass
+        # Run only when no web request wants the CPU: pages stay fast while PDFs render.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+        except OSError:
+            pass
     try:
         weasy.render_pdf(WARM_UP)
     except Exception:  # a real render reports whatever is wrong

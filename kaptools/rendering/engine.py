@@ -78,23 +78,47 @@ class _Pool:
         self._served = 0
         self.generation = 0
 
-    def get(self, limits: Limits, tasks: int) -> tuple[ProcessPoolExecutor, int]:
-        shape = (limits.processes, limits.memory_mb)
+    def submit(self, parts: list[PartJob], limits: Limits) -> tuple[dict, int]:
+        """Hand parts to the current children; {future: part} and their generation.
+
+        Done under the pool's lock, so another job cannot retire these children between
+        choosing them and handing them work.
+        """
         with self._lock:
-            if self._executor is None or self._shape != shape or \
-                    self._served >= RECYCLE_AFTER * limits.processes:
-                if self._executor is not None:
-                    # Retired: what it is working on finishes, then its children exit.
-                    self._executor.shutdown(wait=False, cancel_futures=False)
-                # (Not max_tasks_per_child: on Python 3.11 it can hang the pool.)
-                self._executor = ProcessPoolExecutor(
-                    max_workers=limits.processes, mp_context=_context(),
-                    initializer=_child_start, initargs=(limits.memory_mb,))
-                self._shape = shape
-                self._served = 0
-                self.generation += 1
-            self._served += tasks
-            return self._executor, self.generation
+            executor = self._current(limits, len(parts))
+            pending = {executor.submit(_child_render, part.html, part.pdf_ua): part
+                       for part in parts}
+            return pending, self.generation
+
+    def _current(self, limits: Limits, tasks: int) -> ProcessPoolExecutor:
+        """The children to use (called with the lock held)."""
+        shape = (limits.processes, limits.memory_mb)
+        if self._executor is None or self._shape != shape:
+            self._replace(limits)
+        self._served += tasks
+        return self._executor
+
+    def _replace(self, limits: Limits) -> None:
+        if self._executor is not None:
+            # Retired: what it is working on finishes, then its children exit.
+            self._executor.shutdown(wait=False, cancel_futures=False)
+        # (Not max_tasks_per_child: on Python 3.11 it can hang the pool.)
+        self._executor = ProcessPoolExecutor(
+            max_workers=limits.processes, mp_context=_context(),
+            initializer=_child_start, initargs=(limits.memory_mb,))
+        self._shape = (limits.processes, limits.memory_mb)
+        self._served = 0
+        self.generation += 1
+
+    def recycle_if_due(self, limits: Limits) -> None:
+        """Between jobs: replace children that have served their share, and start the new
+        ones now (they warm up while nothing waits for them)."""
+        with self._lock:
+            if self._executor is None or self._served < RECYCLE_AFTER * limits.processes:
+                return
+            self._replace(limits)
+            for _ in range(limits.processes):
+                self._executor.submit(_child_render, "<!doctype html><title>.</title>", False)
 
     def discard(self, generation: int, kill: bool) -> None:
         """Replace the children of ``generation`` (killing them first when asked)."""
@@ -102,9 +126,26 @@ class _Pool:
             if self._executor is None or generation != self.generation:
                 return
             if kill:
+                # Futures are not cancelled first: the executor marks them broken itself
+                # (cancelling them too makes its manager thread fail on Python 3.11).
                 _kill(self._executor)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor.shutdown(wait=False, cancel_futures=False)
+            else:
+                self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def recycle_if_due(limits: Limits) -> None:
+    """Called when a job ends: children are replaced between jobs, never during one."""
+    _POOL.recycle_if_due(limits)
+
+
+def warm_up(limits: Limits) -> None:
+    """Start this process's render children now (a worker does this when it starts), so
+    the first job does not wait for them."""
+    futures, _ = _POOL.submit([PartJob("warm-up", "<!doctype html><title>.</title>")] *
+                              limits.processes, limits)
+    wait(futures)
 
 
 # The children are replaced after about this many renders each, so no memory builds up.
@@ -122,9 +163,7 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
     waiting = list(parts)
     retried = False
     while waiting:
-        executor, generation = _POOL.get(limits, len(waiting))
-        pending = {executor.submit(_child_render, part.html, part.pdf_ua): part
-                   for part in waiting}
+        pending, generation = _POOL.submit(waiting, limits)
         try:
             waiting = _collect(pending, limits, deadline, done)
         except BrokenProcessPool as exc:
@@ -137,10 +176,11 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 "memory", "a render process stopped unexpectedly, most likely because it "
                           f"needed more than {limits.memory_mb} MiB") from exc
         except RenderLimitExceeded as exc:
-            for future in pending:
-                future.cancel()
             if exc.cause == "time":
                 _POOL.discard(generation, kill=True)
+            else:
+                for future in pending:
+                    future.cancel()  # those not started yet; nothing is killed
             raise
 
 
@@ -187,3 +227,19 @@ def _kill(executor: ProcessPoolExecutor) -> None:
             process.kill()
         except Exception:  # already gone
             pass
+
+
+def children_peak_rss_mib() -> float:
+    """The largest peak resident memory (VmHWM) among this process's render children
+    (for benchmarks and diagnostics); 0 when none is running."""
+    peak = 0
+    executor = _POOL._executor
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        try:
+            with open(f"/proc/{process.pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+    return peak / 1024

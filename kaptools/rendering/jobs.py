@@ -20,8 +20,9 @@ from ..models import Course, RenderJob, RenderStatus, TherapySession, User
 from ..summaries import Document, build_document
 from ..timeutil import utcnow
 from . import store
-from .engine import Limits, RenderLimitExceeded, render_parts
-from .parts import doc_key, overlay_job, plan
+from .engine import Limits, RenderLimitExceeded, recycle_if_due, render_parts
+from .fingerprint import fingerprint
+from .parts import overlay_jobs, plan
 from .queue import enqueue_render
 
 log = logging.getLogger("kaptools.rendering")
@@ -51,9 +52,12 @@ def build(kind: str, course: Course, only: TherapySession | None,
 
 def request_document(kind: str, course: Course, only: TherapySession | None,
                      sheets: list[str] | None, user: User) -> Requested:
-    """The stored PDF of this document as it is now, or a new job that will render it."""
-    doc = build(kind, course, only, sheets)
-    key = doc_key(doc)
+    """The stored PDF of this document as it is now, or a new job that will render it.
+
+    Only the document's fingerprint is computed here (a few small queries); assembling
+    and laying it out is the worker's.
+    """
+    key = fingerprint(kind, course, only, sheets)
     found = store.get(key)
     if found is not None:
         return Requested(pdf=found.pdf)
@@ -96,29 +100,40 @@ def run_job(job_id: int) -> None:
         log.warning("render job %s stopped: %s", job_id, exc.message)
         _update(job, status=RenderStatus.FAILED, failure=exc.cause,
                 message=f"{CAUSES[exc.cause]}: {exc.message}.", finished_at=utcnow())
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
         log.exception("render job %s failed", job_id)
         _update(job, status=RenderStatus.FAILED, failure="error",
-                message=CAUSES["error"] + " unexpectedly; the details are in the log.",
-                finished_at=utcnow())
+                message=f"{CAUSES['error']} unexpectedly ({exc.__class__.__name__}); the "
+                        "details are in the log.", finished_at=utcnow())
 
 
 def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> None:
     def progress(stage: str, percent: int) -> None:
         _update(job, stage=stage, progress=max(job.progress, percent))
 
-    key, _, pages = produce(doc, limits, deadline, progress)
-    _update(job, doc_key=key, status=RenderStatus.DONE, progress=100, stage="Ready",
-            pages=pages, finished_at=utcnow())
+    _, _, pages = produce(doc, limits, deadline, progress, store_as=job.doc_key)
+    _update(job, status=RenderStatus.DONE, progress=100, stage="Ready", pages=pages,
+            finished_at=utcnow())
 
 
 def produce(doc: Document, limits: Limits, deadline: float,
-            progress=lambda stage, percent: None) -> tuple[str, bytes, int]:
-    """Render a document (reusing every stored part), store it; (key, pdf, pages)."""
+            progress=lambda stage, percent: None,
+            store_as: str | None = None) -> tuple[str, bytes, int]:
+    """Render a document (reusing every stored part) and store it under ``store_as`` (the
+    fingerprint it was asked for by) or else its content key; (key, pdf, pages)."""
+    try:
+        return _produce(doc, limits, deadline, progress, store_as)
+    finally:
+        recycle_if_due(limits)
+
+
+def _produce(doc: Document, limits: Limits, deadline: float, progress,
+             store_as: str | None) -> tuple[str, bytes, int]:
     the_plan = plan(doc)
-    if (ready := store.get(the_plan.doc_key)) is not None:
-        return the_plan.doc_key, ready.pdf, ready.pages
+    final_key = store_as or the_plan.doc_key
+    if (ready := store.get(final_key)) is not None:
+        return final_key, ready.pdf, ready.pages
     keys = [p.key for p in the_plan.parts]
     pdfs: dict[str, bytes] = {}
     pages: dict[str, int] = {}
@@ -141,24 +156,19 @@ def produce(doc: Document, limits: Limits, deadline: float,
 
     render_parts(missing, limits, deadline, part_done)
     page_count = sum(pages[k] for k in keys)
-    overlay = None
+    overlays: list[bytes] = []
     if the_plan.overlay:
         progress("Numbering the pages", 92)
-        stamp = overlay_job(the_plan, page_count)
-        if (found := store.get(stamp.key)) is not None:
-            overlay = found.pdf
-        else:
-            made: dict[str, bytes] = {}
-            render_parts([stamp], limits, deadline,
-                         lambda key, pdf, count: made.setdefault(key, pdf))
-            overlay = made[stamp.key]
-            store.put(stamp.key, store.PART, overlay, page_count)
+        stamps = overlay_jobs(the_plan, page_count, limits.processes)
+        made: dict[str, bytes] = {}
+        render_parts(stamps, limits, deadline, lambda key, pdf, count: made.setdefault(key, pdf))
+        overlays = [made[stamp.key] for stamp in stamps]
     progress("Putting the parts together", 96)
     from .assemble import assemble
 
-    pdf = assemble([pdfs[k] for k in keys], overlay, the_plan.title)
-    store.put(the_plan.doc_key, store.DOCUMENT, pdf, page_count)
-    return the_plan.doc_key, pdf, page_count
+    pdf = assemble([pdfs[k] for k in keys], overlays, the_plan.title)
+    store.put(final_key, store.DOCUMENT, pdf, page_count)
+    return final_key, pdf, page_count
 
 
 def render_now(doc: Document) -> bytes:

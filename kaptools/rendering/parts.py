@@ -32,13 +32,15 @@ class Plan:
 
 @lru_cache(maxsize=1)
 def render_version() -> str:
-    """Changes whenever the print stylesheet, the fonts or the layout engine change."""
+    """Changes whenever the print templates, stylesheet, fonts or layout engine change."""
     from importlib.metadata import version
 
-    static = resource_dir("static")
+    static, templates = resource_dir("static"), resource_dir("templates")
     digest = hashlib.sha256()
     for path in sorted((static / "css").glob("print*.css")) + sorted(
-            (static / "fonts").glob("*")):
+            (static / "fonts").glob("*")) + sorted((templates / "print").rglob("*.html")) + \
+            sorted((templates / "blocks").rglob("*.html")) + \
+            sorted((templates / "notes").glob("_view.html")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(version("weasyprint").encode())
@@ -68,9 +70,18 @@ def plan(doc: Document) -> Plan:
                 content_hash=doc.content_hash)
 
 
-def overlay_job(plan: Plan, pages: int) -> PartJob:
-    html = render_template("print/overlay.html", pages=pages, content_hash=plan.content_hash)
-    return PartJob(_part_key(html, False), html)
+def overlay_jobs(plan: Plan, pages: int, chunks: int) -> list[PartJob]:
+    """The page-number overlays for a document of ``pages`` pages, cut into ``chunks``
+    runs of pages that lay out in parallel (each page's label is written out, so a run
+    needs no page counter from the runs before it)."""
+    size = max(20, -(-pages // max(1, chunks)))
+    jobs = []
+    for first in range(1, pages + 1, size):
+        html = render_template("print/overlay.html", first=first,
+                               last=min(pages, first + size - 1), total=pages,
+                               content_hash=plan.content_hash)
+        jobs.append(PartJob(_part_key(html, False), html))
+    return jobs
 
 
 def _part_key(html: str, pdf_ua: bool) -> str:

@@ -103,9 +103,19 @@ class _Queue:
         consumer._standalone = False
         return consumer
 
+    def warm_up(self) -> None:
+        """Start the render children before the first job needs them."""
+        from .engine import Limits, warm_up
+
+        try:
+            warm_up(Limits.from_config(self.app.config))
+        except Exception:  # the first job will try again and report what is wrong
+            log.exception("render children could not be started ahead of time")
+
     def start_embedded(self, workers: int):
         """Run the consumer's threads inside this process (``kaptools serve``)."""
         consumer = self.consumer(workers)
+        threading.Thread(target=self.warm_up, daemon=True, name="render-warm-up").start()
         consumer.start()
         log.info("render worker started in this process (%s thread(s))", workers)
         return consumer

@@ -80,6 +80,31 @@ def font_config():
         return _FONT_CONFIG
 
 
+# The print stylesheet as the print templates link it. Parsing it (selectors, fonts) costs
+# about as much as laying out a short part, so each process parses it once and hands the
+# parsed sheet to every render (as a user stylesheet: it then sits below the document's
+# own <style> in the cascade, exactly as a first <link> does, and it has no !important).
+PRINT_CSS_LINK = '<link rel="stylesheet" href="/static/css/print.css">'
+_PRINT_CSS: dict[float, object] = {}
+
+
+def print_stylesheet():
+    """The parsed print stylesheet (parsed again only when the file changes)."""
+    from weasyprint import CSS
+
+    path = resource_dir("static") / "css" / "print.css"
+    stamp = path.stat().st_mtime
+    with _LOCK:
+        sheet = _PRINT_CSS.get(stamp)
+    if sheet is None:
+        sheet = CSS(url=BASE_URL + "static/css/print.css", url_fetcher=static_only_fetcher(),
+                    font_config=font_config())
+        with _LOCK:
+            _PRINT_CSS.clear()
+            _PRINT_CSS[stamp] = sheet
+    return sheet
+
+
 def render_pdf(html: str, *, pdf_ua: bool = False) -> tuple[bytes, int]:
     """Lay out print HTML and write it as PDF (tagged PDF/UA-1 when asked); (bytes, pages)."""
     from weasyprint import HTML
@@ -87,8 +112,14 @@ def render_pdf(html: str, *, pdf_ua: bool = False) -> tuple[bytes, int]:
     if len(html.encode()) > MAX_HTML_BYTES:
         raise ValueError("document too large to print")
     options = {"pdf_variant": "pdf/ua-1"} if pdf_ua else {}
-    document = HTML(string=html, base_url=BASE_URL,
-                    url_fetcher=static_only_fetcher()).render(font_config=font_config())
+    stylesheets = None
+    head_end = html.find("</head>")
+    link_at = html.find(PRINT_CSS_LINK, 0, head_end if head_end >= 0 else 0)
+    if link_at >= 0:
+        html = html[:link_at] + html[link_at + len(PRINT_CSS_LINK):]
+        stylesheets = [print_stylesheet()]
+    document = HTML(string=html, base_url=BASE_URL, url_fetcher=static_only_fetcher()).render(
+        font_config=font_config(), stylesheets=stylesheets)
     return document.write_pdf(**options), len(document.pages)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user
 
-from .. import reviews
+from .. import lists
 from ..models import Role
 from ..timeutil import today
 from ..web import current_scope
@@ -19,15 +19,14 @@ def dashboard():
     if current_user.role == Role.ADMIN:
         return redirect(url_for("admin.users"))
     scope = current_scope()
-    drafts, draft_count = scope.my_drafts()
+    drafts, draft_count = lists.drafts(scope)
     return render_template(
         "dashboard.html",
         today=today(),
-        todays_sessions=scope.sessions_on(today()),
-        clients=scope.recent_clients(),
+        todays_sessions=lists.todays_sessions(scope, today()),
+        clients=lists.recent_clients(scope),
         drafts=drafts,
         draft_count=draft_count,
-        returned=reviews.returned_to(current_user, limit=20),
-        waiting=reviews.queue(scope, reviews.QueueFilter(status="submitted"), limit=20),
-        scope=scope,
+        returned=lists.returned_to(scope),
+        waiting=lists.waiting_for(scope) if current_user.role == Role.SUPERVISOR else [],
     )

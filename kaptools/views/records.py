@@ -12,6 +12,7 @@ from .. import audit, outcomes, reviews
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
 from ..models import Client, Course, Note, SessionKind, TherapySession
+from ..overview import course_overviews
 from ..web import current_scope
 
 bp = Blueprint("records", __name__)
@@ -66,22 +67,25 @@ def new_client():
 
 @bp.get("/clients/<int:client_id>")
 def client(client_id: int):
-    """Show a client with their courses and sessions."""
+    """Show a client: each course at a glance, with its outcome measures."""
     scope = current_scope()
-    found = scope.client(client_id, joinedload(Client.therapist), _timeline(Client.courses))
+    found = scope.client(client_id, joinedload(Client.therapist),
+                         selectinload(Client.courses))
     audit.record("client.viewed", obj=found, client_code=found.code)
     db.session.commit()
+    course_ids = [c.id for c in found.courses]
+    overview = course_overviews(course_ids)
+    points_by_course = outcomes.courses_outcomes(course_ids)
     charts = {}
-    points_by_course = outcomes.courses_outcomes([c.id for c in found.courses])
     for course_ in found.courses:
         points = points_by_course.get(course_.id, [])
         charts[course_.id] = {
             "points": points,
             "changes": outcomes.changes(points),
-            "svg": outcomes.svg_data_uri(outcomes.outcome_chart_svg(course_.sessions, points)),
+            "svg": outcomes.chart_uri(overview[course_.id].sessions, points),
         }
     return render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
-                           charts=charts)
+                           charts=charts, overview=overview)
 
 
 @bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])

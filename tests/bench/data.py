@@ -15,36 +15,48 @@ INTEGRATION_MODALITIES = ["cbt-thought-record", "emdr-target-set", "ifs-parts-ma
 
 def make_course(therapist: User, sessions: int, code: str) -> Course:
     """A course of ``sessions`` sessions: dosing, integration with a modality, measures."""
-    registry = get_registry()
     client = Client(therapist=therapist, code=code)
-    start = date(2026, 1, 5)
     course = Course(client=client, title=f"Benchmark course ({sessions} sessions)",
-                    format="intensive", starts_on=start, intentions="Synthetic benchmark data.")
+                    format="intensive", starts_on=COURSE_START,
+                    intentions="Synthetic benchmark data.")
     db.session.add(client)
-    last_dosing = None
-    for i in range(sessions):
-        kind = ["dosing", "integration", "assessment"][i % 3]
-        sess = TherapySession(course=course, kind=kind, session_date=start + timedelta(days=i),
-                              summary=f"Session {i + 1}")
-        if kind == "dosing":
-            last_dosing = sess
-        elif kind == "integration":
-            sess.follows = last_dosing
-        db.session.add(sess)
-        db.session.flush()
-        slugs = {"dosing": ["kap-dosing"],
-                 "integration": ["integration-session",
-                                 INTEGRATION_MODALITIES[(i // 3) % len(INTEGRATION_MODALITIES)]],
-                 "assessment": ["gad-7", "phq-9"]}[kind]
-        for slug in slugs:
-            template = registry.latest(slug)
-            record = dict(template.sample)
-            private = {f.key: record.pop(f.key) for f in template.fields
-                       if f.audience == "private" and f.key in record}
-            note = notes.create_note(sess, therapist, template, record, private)
-            notes.sign(note, therapist)
+    for _ in range(sessions):
+        add_signed_session(course, therapist, commit=False)
     db.session.commit()
     return course
+
+
+COURSE_START = date(2026, 1, 5)
+
+
+def add_signed_session(course: Course, therapist: User, commit: bool = True) -> TherapySession:
+    """The course's next session (dosing, integration or assessment in turn), its notes
+    filled with the templates' samples and signed."""
+    registry = get_registry()
+    i = len(course.sessions)
+    kind = ["dosing", "integration", "assessment"][i % 3]
+    sess = TherapySession(course=course, kind=kind,
+                          session_date=COURSE_START + timedelta(days=i),
+                          summary=f"Session {i + 1}")
+    if kind == "integration":
+        sess.follows = next((s for s in reversed(course.sessions[:-1]) if s.kind == "dosing"),
+                            None)
+    db.session.add(sess)
+    db.session.flush()
+    slugs = {"dosing": ["kap-dosing"],
+             "integration": ["integration-session",
+                             INTEGRATION_MODALITIES[(i // 3) % len(INTEGRATION_MODALITIES)]],
+             "assessment": ["gad-7", "phq-9"]}[kind]
+    for slug in slugs:
+        template = registry.latest(slug)
+        record = dict(template.sample)
+        private = {f.key: record.pop(f.key) for f in template.fields
+                   if f.audience == "private" and f.key in record}
+        note = notes.create_note(sess, therapist, template, record, private)
+        notes.sign(note, therapist)
+    if commit:
+        db.session.commit()
+    return sess
 
 
 def bench_app(folder: str):
@@ -75,10 +87,14 @@ CYCLE = ["preparation", "assessment", "dosing", "integration", "dosing", "integr
 
 
 def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya",
-         share: float = 0.1, start: date = date(2025, 1, 6)) -> int:
-    """Add about ``notes_wanted`` notes; ``share`` of them for ``share_for``'s clients.
+         share: float = 0.1, start: date = date(2025, 1, 6), clients: int | None = None,
+         sessions_per_course: int = len(CYCLE)) -> int:
+    """Add about ``notes_wanted`` notes; ``share`` of the clients are ``share_for``'s.
 
-    Returns how many notes were added. Commits as it goes.
+    With ``clients``, the notes are spread over that many clients (each session then
+    holds several notes, as when measures are repeated); otherwise each session holds
+    the one or two notes of its kind. Returns how many notes were added; commits as it
+    goes.
     """
     from sqlalchemy import select
 
@@ -105,6 +121,9 @@ def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya"
     owner = db.session.scalar(select(User).where(User.username == share_for)) \
         if share_for else None
     added = client_no = 0
+    per_session = 1
+    if clients:
+        per_session = max(1, -(-notes_wanted // (clients * sessions_per_course)))
     while added < notes_wanted:
         therapist = owner if owner is not None and client_no % round(1 / share) == 0 else \
             staff[client_no % len(staff)]
@@ -114,7 +133,8 @@ def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya"
                         intentions="Synthetic benchmark data.")
         db.session.add(client)
         last_dosing = None
-        for i, kind in enumerate(CYCLE):
+        for i in range(sessions_per_course):
+            kind = CYCLE[i % len(CYCLE)]
             sess = TherapySession(course=course, kind=kind,
                                   session_date=course.starts_on + timedelta(days=7 * i))
             if kind == "dosing":
@@ -126,7 +146,11 @@ def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya"
             slugs = SESSION_NOTES[kind]
             chosen = slugs if kind != "integration" else \
                 [slugs[0], slugs[1 + (client_no + i) % (len(slugs) - 1)]]
+            if per_session > len(chosen):
+                chosen = [chosen[k % len(chosen)] for k in range(per_session)]
             for j, slug in enumerate(chosen):
+                if added >= notes_wanted:
+                    break
                 template = registry.latest(slug)
                 record = dict(template.sample)
                 private = {f.key: record.pop(f.key) for f in template.fields

@@ -113,7 +113,7 @@ def main(repeats: int = 3) -> None:
     from kaptools.modality.answers import round_trip
     from kaptools.models import Client, Course, TherapySession, User
     from kaptools.passwords import hash_password
-    from kaptools.pdf import CACHE
+    from kaptools.rendering import store
     from tests.bench.data import bench_app
     from tests.conftest import Browser
 
@@ -150,7 +150,7 @@ def main(repeats: int = 3) -> None:
 
         def pdf(session_id=session_id):
             with app.test_request_context():
-                CACHE.clear()
+                store.clear()
                 only = db.session.get(TherapySession, session_id)
                 documents.document_pdf(documents.build("summary", only.course, only))
 

@@ -1,0 +1,347 @@
+"""Load benchmark (issue 10): `python -m tests.bench load` (part of `make bench`).
+
+1. Builds — once, then reuses — a PostgreSQL database with the demo and 50,000 valid notes
+   across 200 clients and about 2,200 sessions, through the app's own services (notes
+   created and signed, audit events written), in its own schema.
+2. Serves it with gunicorn (2 sync workers) and, for comparison in the same run, a bare
+   Flask "hello" app the same way.
+3. Drives each page with wrk at 16 connections and prints req/s, p50/p95/p99 and the SQL
+   statements the page sends, next to bare Flask's figures.
+4. Starts a render worker (Redis queue), has two users render 100-session courses, and
+   measures the dashboard while they render, against its idle figures; then asks for a
+   course of over 200 pages and reports how it ended.
+
+Settings: KAPTOOLS_BENCH_PG_URL (default: the local test database), KAPTOOLS_BENCH_REDIS_URL,
+BENCH_NOTES (50000), BENCH_SECONDS (10 per page), BENCH_REBUILD=1 to build afresh.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("KAPTOOLS_BENCH_PG_URL",
+                        os.environ.get("KAPTOOLS_TEST_PG_URL",
+                                       "postgresql://postgres@127.0.0.1:5432/test"))
+REDIS_URL = os.environ.get("KAPTOOLS_BENCH_REDIS_URL",
+                           os.environ.get("KAPTOOLS_TEST_REDIS_URL",
+                                          "redis://127.0.0.1:6379/14"))
+NOTES = int(os.environ.get("BENCH_NOTES", "50000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SCHEMA = f"kaptools_bench_{NOTES}"
+CONNECTIONS = 16
+SECRET = "load-benchmark-secret"
+# Two gunicorn workers, each with a few threads: a request waiting on the database lets
+# another one run (what the README recommends for production).
+WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+
+
+def schema_url() -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{SCHEMA}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# The data
+
+
+def build_data(instance: Path) -> dict:
+    """The benchmark database (built once per size and reused); what the pages need."""
+    from sqlalchemy import create_engine, func, select, text
+
+    from kaptools import create_app
+    from kaptools.extensions import db
+    from kaptools.models import Client, Course, Note, User
+
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM information_schema.schemata WHERE "
+                                   "schema_name = :s"), {"s": SCHEMA}).scalar()
+        if exists and os.environ.get("BENCH_REBUILD") == "1":
+            conn.execute(text(f'DROP SCHEMA "{SCHEMA}" CASCADE'))
+            exists = False
+        if not exists:
+            conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
+    admin.dispose()
+    app = create_app({"DATABASE_URL": schema_url(), "INSTANCE_PATH": str(instance),
+                      "SECRET_KEY": SECRET, "ARGON2_TIME_COST": 1,
+                      "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_PARALLELISM": 1})
+    with app.app_context():
+        from kaptools.cli import upgrade_database
+
+        upgrade_database()
+        count = db.session.scalar(select(func.count(Note.id)))
+        if count < NOTES:
+            from kaptools.demo import load_demo
+            from tests.bench.data import grow, make_course
+
+            started = time.monotonic()
+            print(f"  building the benchmark database in schema {SCHEMA} (once) ...",
+                  flush=True)
+            load_demo()
+            maya = db.session.scalar(select(User).where(User.username == "maya"))
+            tomas = db.session.scalar(select(User).where(User.username == "tomas"))
+            make_course(maya, 100, "KT-LONG-A")
+            make_course(tomas, 100, "KT-LONG-B")
+            make_course(maya, 160, "KT-LONGEST")
+            have = db.session.scalar(select(func.count(Note.id)))
+            grow(NOTES - have, therapists=20, clients=200, sessions_per_course=11)
+            print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
+            db.session.remove()
+            with db.engine.connect() as conn:  # as autovacuum would, after a bulk load
+                conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                    text("VACUUM ANALYZE"))
+        maya = db.session.scalar(select(User).where(User.username == "maya"))
+        client = db.session.scalar(
+            select(Client.id).where(Client.therapist_id == maya.id, Client.code.like("BN-%"))
+            .order_by(Client.id))
+        signed = db.session.scalar(select(Note.id).where(Note.author_id == maya.id,
+                                                         Note.state == "signed")
+                                   .order_by(Note.id.desc()))
+        draft = db.session.scalar(select(Note.id).where(Note.author_id == maya.id,
+                                                        Note.state == "draft")
+                                  .order_by(Note.id.desc()))
+        long_courses = dict(db.session.execute(
+            select(Client.code, Course.id).join(Course).where(
+                Client.code.in_(["KT-LONG-A", "KT-LONG-B", "KT-LONGEST"]))).all())
+        figures = {
+            "notes": db.session.scalar(select(func.count(Note.id))),
+            "clients": db.session.scalar(select(func.count(Client.id))),
+            "sessions": db.session.scalar(text("SELECT count(*) FROM therapy_session")),
+        }
+        pages = {"dashboard": "/", "clients list": "/clients", "client page":
+                 f"/clients/{client}", "note view": f"/notes/{signed}",
+                 "editor": f"/notes/{draft}"}
+        statements = statements_per_page(app, pages)
+        db.session.remove()
+        db.engine.dispose()
+    return {"pages": pages, "statements": statements, "figures": figures,
+            "long": long_courses}
+
+
+def _forget_rendered() -> None:
+    """Renders are measured from scratch: drop what earlier runs stored."""
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DELETE FROM "{SCHEMA}".rendered_pdf')
+
+
+def statements_per_page(app, pages: dict[str, str]) -> dict[str, int]:
+    from sqlalchemy import event
+
+    from kaptools.extensions import db
+    from tests.conftest import Browser
+
+    browser = Browser(app.test_client())
+    browser.login("maya", "demo-maya-lind")
+    counts = {}
+    seen: list[str] = []
+
+    def count(*args):
+        seen.append(args[2])
+
+    for name, url in pages.items():
+        browser.get(url)
+        seen.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            browser.get(url)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        counts[name] = len(seen)
+    return counts
+
+
+# ---------------------------------------------------------------------------
+# Servers and clients
+
+
+class Server:
+    """gunicorn with 2 workers, serving kaptools (or the bare hello app)."""
+
+    def __init__(self, app: str, env: dict, name: str) -> None:
+        self.port = free_port()
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log",
+                                               delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", WORKER_CLASS,
+             "--threads", str(THREADS),
+             "--bind", f"127.0.0.1:{self.port}", "--timeout", "60", "--log-level", "warning",
+             app], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/login", timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"{name} did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def sign_in(base: str, username: str, password: str) -> tuple[str, urllib.request.OpenerDirector]:
+    """A signed-in session: its cookie header, and an opener that carries it."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(base + "/login").read().decode()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    data = urllib.parse.urlencode({"csrf_token": token, "username": username,
+                                   "password": password}).encode()
+    opener.open(base + "/login", data)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    return cookie, opener
+
+
+def wrk(url: str, cookie: str | None = None, seconds: int = SECONDS) -> dict:
+    cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "30s",
+           "-s", str(ROOT / "tests" / "bench" / "wrk_report.lua")]
+    if cookie:
+        cmd += ["-H", f"Cookie: {cookie}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 120)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not line:
+        raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
+    return json.loads(line[-1])
+
+
+def row(name: str, r: dict, statements: int | str = "", target: bool = True) -> str:
+    ok = ""
+    if target:
+        ok = "  ok" if r["p95_ms"] <= 60 and r["rps"] >= 150 else "  MISSED"
+    errors = f"  ({r['errors'] + r['non2xx']} errors)" if r["errors"] + r["non2xx"] else ""
+    return (f"  {name:26s} {r['rps']:8.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
+            f"{r['p99_ms']:8.1f} {statements!s:>6s}{ok}{errors}")
+
+
+def ask_pdf(base: str, opener, url: str, timeout: float = 900) -> dict:
+    """Ask for a PDF the way the page does; follow its render until it ends."""
+    started = time.monotonic()
+    opener.addheaders = [("Accept", "text/html")]
+    resp = opener.open(base + url)
+    if resp.headers.get_content_type() == "application/pdf":
+        return {"status": "done", "seconds": time.monotonic() - started, "stored": True}
+    job = re.search(r"/renders/(\d+)", resp.geturl()).group(1)
+    while time.monotonic() - started < timeout:
+        status = json.loads(opener.open(f"{base}/renders/{job}.json").read())
+        if status["status"] in ("done", "failed"):
+            status["seconds"] = time.monotonic() - started
+            if status["status"] == "done":
+                pdf = opener.open(base + status["pdf"]).read()
+                status["bytes"] = len(pdf)
+                status["pages"] = pdf.count(b"/Type /Page\n") or pdf.count(b"/Type/Page")
+            return status
+        time.sleep(0.5)
+    return {"status": "timeout", "seconds": timeout}
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk); `make bench` "
+                         "installs it")
+    instance = Path(tempfile.mkdtemp(prefix="kaptools-bench-load-"))
+    print(f"Load benchmark (issue 10): gunicorn, 2 workers ({WORKER_CLASS}, {THREADS} threads "
+          "each); wrk, "
+          f"{CONNECTIONS} connections, {SECONDS} s per page; PostgreSQL")
+    data = build_data(instance)
+    f = data["figures"]
+    print(f"  data: {f['notes']} notes, {f['clients']} clients, {f['sessions']} sessions\n")
+    env = {**os.environ, "KAPTOOLS_DATABASE_URL": schema_url(),
+           "KAPTOOLS_INSTANCE_PATH": str(instance), "KAPTOOLS_SECRET_KEY": SECRET,
+           "KAPTOOLS_TASK_QUEUE_URL": REDIS_URL, "KAPTOOLS_SESSION_IDLE_MINUTES": "240"}
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    _forget_rendered()
+    hello = Server("tests.bench.hello:app", env, "hello")
+    app = Server("kaptools:create_app()", env, "kaptools")
+    worker = None
+    try:
+        cookie, opener = sign_in(app.url, "maya", "demo-maya-lind")
+        print(f"  {'page':26s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
+              f"{'SQL':>6s}  target: p95 ≤ 60 ms, ≥ 150 req/s")
+        print(row("bare Flask 'hello'", wrk(hello.url + "/"), "–", target=False))
+        idle = {}
+        for name, url in data["pages"].items():
+            idle[name] = wrk(app.url + url, cookie)
+            print(row(name, idle[name], data["statements"][name]))
+
+        print("\n  While two users render 100-session courses (render worker: 2 jobs at once,"
+              " child processes at lower priority):")
+        worker_log = open(instance / "worker.log", "w")  # noqa: SIM115 — closed with the run
+        worker = subprocess.Popen([sys.executable, "-m", "kaptools", "worker", "--workers",
+                                   "2"], cwd=ROOT, env=env, stdout=worker_log,
+                                  stderr=subprocess.STDOUT)
+        time.sleep(3)
+        _, tomas = sign_in(app.url, "tomas", "demo-tomas-berg")
+        results: dict[str, dict] = {}
+        renders = [
+            threading.Thread(target=lambda: results.__setitem__("A", ask_pdf(
+                app.url, opener, f"/courses/{data['long']['KT-LONG-A']}/documents/summary.pdf"))),
+            threading.Thread(target=lambda: results.__setitem__("B", ask_pdf(
+                app.url, tomas, f"/courses/{data['long']['KT-LONG-B']}/documents/packet.pdf"))),
+        ]
+        for t in renders:
+            t.start()
+        time.sleep(1)
+        busy = wrk(app.url + data["pages"]["dashboard"], cookie)
+        busy_renders = [t.is_alive() for t in renders]
+        for t in renders:
+            t.join()
+        print(row("dashboard, idle", idle["dashboard"], target=False))
+        print(row("dashboard, during renders", busy, target=False))
+        ratio = busy["p95_ms"] / idle["dashboard"]["p95_ms"]
+        print(f"  p95 during renders / idle: {ratio:.2f}×  (target ≤ 1.5×; renders were still "
+              f"running at the end of the measurement: {all(busy_renders)})")
+        for who, r in sorted(results.items()):
+            print(f"  render {who}: {r['status']} in {r['seconds']:.1f} s"
+                  + (f", {r.get('pages')} pages" if r.get("pages") else "")
+                  + (f" — {r.get('message')}" if r["status"] == "failed" else ""))
+        if any(r["status"] != "done" for r in results.values()):
+            print("  worker log:\n" + (instance / "worker.log").read_text()[-3000:])
+
+        print("\n  The longest course (160 sessions, summary):")
+        r = ask_pdf(app.url, opener, f"/courses/{data['long']['KT-LONGEST']}/documents/summary.pdf")
+        print(f"  {r['status']} in {r['seconds']:.1f} s"
+              + (f", {r.get('pages')} pages, {r.get('bytes', 0) / 2**20:.1f} MiB"
+                 if r["status"] == "done" else f" — {r.get('message')}"))
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        app.stop()
+        hello.stop()
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(instance, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
