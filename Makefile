@@ -31,6 +31,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 
 bench: $(VENV)/.installed-test
+	bash .ci/system-deps bench
 	$(VENV)/bin/python -m tests.bench
 
 clean:

@@ -140,7 +140,7 @@ def worker_command(workers: int | None) -> None:
     click.echo(f"kaptools render worker: {count} job(s) at a time from "
                f"{queue.url or 'the embedded queue in ' + app.instance_path}")
     try:
-        os.nice(10)  # a render host may also serve pages: they come first
+        os.nice(19)  # a render host may also serve pages: they come first
     except OSError:
         pass
     queue.warm_up()

@@ -45,13 +45,10 @@ DEFAULTS: dict[str, object] = {
     "DB_LOCK_TIMEOUT_MS": 5000,
     "DB_STATEMENT_TIMEOUT_MS": 20000,
     "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": 60000,
-    # Practices set their own vitals thresholds; these are placeholders to edit.
-    "VITALS_THRESHOLDS": {
-        "systolic_max": 160,
-        "diastolic_max": 100,
-        "heart_rate_max": 110,
-        "spo2_min": 94,
-    },
+    # The practice's own vitals thresholds (see kaptools/vitals.py), e.g.
+    # {"systolic": {"min": 90, "max": 160}, "spo2": {"min": 94}}. None by default: kaptools
+    # gives no clinical limits of its own, and the print says when none are set.
+    "VITALS_THRESHOLDS": {},
     "CLINIC_NAME": "kaptools clinic",
     # Rendering: empty = an embedded queue (a SQLite file in the instance folder, worked
     # by `kaptools serve`); redis://host:6379/0 for a clinic network with `kaptools worker`.

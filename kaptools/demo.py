@@ -34,20 +34,21 @@ _NAMES = {
 }
 
 # An intensive retreat: preparation, baseline, four dosing sessions each followed by
-# integration, a closing integration and a follow-up assessment (12 sessions).
+# integration, a closing integration and a follow-up assessment (12 sessions), ending
+# today (notes are signed on or after their session's day).
 INTENSIVE_PLAN: list[tuple[int, SessionKind, str]] = [
-    (-9, SessionKind.PREPARATION, "Preparation and intentions"),
-    (-8, SessionKind.ASSESSMENT, "Baseline measures"),
-    (-7, SessionKind.DOSING, "Dosing 1 (sublingual lozenge)"),
-    (-6, SessionKind.INTEGRATION, "Integration after dosing 1"),
-    (-5, SessionKind.DOSING, "Dosing 2"),
-    (-4, SessionKind.INTEGRATION, "Integration after dosing 2"),
-    (-3, SessionKind.DOSING, "Dosing 3"),
-    (-2, SessionKind.INTEGRATION, "Integration after dosing 3"),
-    (-1, SessionKind.DOSING, "Dosing 4"),
-    (0, SessionKind.INTEGRATION, "Integration after dosing 4"),
-    (1, SessionKind.INTEGRATION, "Closing integration"),
-    (14, SessionKind.ASSESSMENT, "Two-week follow-up measures"),
+    (-23, SessionKind.PREPARATION, "Preparation and intentions"),
+    (-22, SessionKind.ASSESSMENT, "Baseline measures"),
+    (-21, SessionKind.DOSING, "Dosing 1 (sublingual lozenge)"),
+    (-20, SessionKind.INTEGRATION, "Integration after dosing 1"),
+    (-19, SessionKind.DOSING, "Dosing 2"),
+    (-18, SessionKind.INTEGRATION, "Integration after dosing 2"),
+    (-17, SessionKind.DOSING, "Dosing 3"),
+    (-16, SessionKind.INTEGRATION, "Integration after dosing 3"),
+    (-15, SessionKind.DOSING, "Dosing 4"),
+    (-14, SessionKind.INTEGRATION, "Integration after dosing 4"),
+    (-13, SessionKind.INTEGRATION, "Closing integration"),
+    (0, SessionKind.ASSESSMENT, "Two-week follow-up measures"),
 ]
 
 
@@ -71,8 +72,8 @@ def load_demo() -> bool:
 
     intensive_client = Client(therapist=users["maya"], code="KT-0142", display_name="Client A")
     intensive = Course(client=intensive_client, title="Autumn intensive retreat",
-                       format="intensive", starts_on=start - timedelta(days=9),
-                       ends_on=start + timedelta(days=1),
+                       format="intensive", starts_on=start - timedelta(days=23),
+                       ends_on=start - timedelta(days=13),
                        intentions="Loosen the grip of constant worry about work and health; "
                                   "sleep through the night; feel safe in my body again.")
     plan = _add_plan(intensive, start)
@@ -92,6 +93,8 @@ def load_demo() -> bool:
             sess.follows = prev
         prev = sess if kind == SessionKind.DOSING else prev
     db.session.add(weekly_client)
+    db.session.flush()
+    _add_weekly_notes(weekly, users["maya"])
 
     for code, therapist, fmt in [("KT-0163", "tomas", "biweekly"), ("KT-0171", "tomas", "weekly")]:
         client = Client(therapist=users[therapist], code=code)
@@ -110,7 +113,7 @@ def load_demo() -> bool:
 # Outcome measures across the course: baseline, after dosing 2 and at follow-up.
 _GAD7 = {"baseline": [2, 3, 3, 2, 2, 2, 2], "mid": [2, 2, 2, 1, 1, 1, 1],
          "follow_up": [1, 1, 1, 1, 0, 1, 0]}
-_PHQ9 = {"baseline": [2, 2, 2, 2, 1, 2, 1, 1, 0], "mid": [1, 1, 2, 1, 1, 1, 1, 0, 0],
+_PHQ9 = {"baseline": [2, 2, 2, 2, 1, 2, 1, 1, 1], "mid": [1, 1, 2, 1, 1, 1, 1, 0, 0],
          "follow_up": [1, 0, 1, 1, 0, 0, 1, 0, 0]}
 # Which modality each integration session used, after the integration note itself.
 _INTEGRATION_MODALITIES = ["cbt-thought-record", "emdr-target-set", "ifs-parts-map",
@@ -153,10 +156,36 @@ _INTEGRATION_VARIANTS = [
 ]
 
 
+# Each dosing session's vitals differ: (baseline BP, HR, SpO2) and the rise at the peak.
+_DOSING_VITALS = [((122, 78), 72, 98, 26), ((128, 82), 76, 97, 14), ((118, 76), 68, 98, 34),
+                  ((124, 80), 70, 96, 8)]
+
+
+def _dosing_vitals(number: int) -> dict:
+    """Baseline and readings over the session for dosing session ``number`` (1-based)."""
+    (systolic, diastolic), hr, spo2, rise = _DOSING_VITALS[(number - 1) % len(_DOSING_VITALS)]
+    readings = []
+    for i, (time, share, beat, sat) in enumerate([("10:00", 0, 0, 0), ("10:30", 0.8, 14, -1),
+                                                  ("11:00", 1.0, 18, -2), ("11:30", 0.4, 6, 0),
+                                                  ("12:15", 0.1, 1, 0)]):
+        row = {"item_id": f"v{number:03d}{i:04d}", "time": time,
+               "systolic": systolic + round(rise * share),
+               "diastolic": diastolic + round(rise * share / 2), "hr": hr + beat,
+               "spo2": spo2 + sat}
+        if share == 1.0 and systolic + rise > 150:
+            row["note"] = "Peak reading: rechecked in 10 minutes, settling"
+        readings.append(row)
+    return {"baseline_systolic": systolic, "baseline_diastolic": diastolic,
+            "baseline_hr": hr, "baseline_spo2": spo2, "vitals": readings}
+
+
 def _measures(kind: str, stage: str) -> dict:
     items = _GAD7[stage] if kind == "gad-7" else _PHQ9[stage]
     answers = {f"q{i + 1}": value for i, value in enumerate(items)}
     answers["difficulty"] = "very_difficult" if stage == "baseline" else "somewhat_difficult"
+    if answers.get("q9"):
+        answers["risk_follow_up"] = ("Item 9 answered 'several days': asked about it in the "
+                                     "session; see the risk screen and safety plan.")
     return answers
 
 
@@ -184,17 +213,30 @@ def _add_intensive_notes(plan: list[TherapySession], therapist: User) -> None:
     integration_number = 0
     for sess in plan:
         if sess.kind == SessionKind.PREPARATION:
+            add(sess, "medical-screening")
+            add(sess, "informed-consent")
             add(sess, "cbt-exposure-ladder")
         elif sess.kind == SessionKind.ASSESSMENT:
             stage = "baseline" if sess is plan[1] else "follow_up"
             add(sess, "gad-7", _measures("gad-7", stage))
             add(sess, "phq-9", _measures("phq-9", stage))
+            if stage == "baseline":
+                # Item 9 endorsed at baseline: screened, a safety plan, the flag followed up.
+                add(sess, "suicide-risk-screen")
+                add(sess, "safety-plan")
+                add(sess, "risk-follow-up")
         elif sess.kind == SessionKind.DOSING:
             dosing_number += 1
             sample = dict(registry.latest("kap-dosing").sample)
             sample["session_number"] = dosing_number
             sample["dose"] = 200.0 + 50.0 * (dosing_number - 1)
+            sample.update(_dosing_vitals(dosing_number))
             add(sess, "kap-dosing", sample)
+            if dosing_number == 1:  # one mild adverse event in the course
+                event = dict(registry.latest("adverse-event").sample)
+                event.update(onset_date=sess.session_date.isoformat(),
+                             reported_on=sess.session_date.isoformat())
+                add(sess, "adverse-event", event)
         elif sess.kind == SessionKind.INTEGRATION:
             last = sess is plan[-2]
             integration = dict(registry.latest("integration-session").sample)
@@ -207,6 +249,23 @@ def _add_intensive_notes(plan: list[TherapySession], therapist: User) -> None:
                 add(sess, "gad-7", _measures("gad-7", "mid"))
                 add(sess, "phq-9", _measures("phq-9", "mid"))
             integration_number += 1
+
+
+def _add_weekly_notes(course: Course, therapist: User) -> None:
+    """The weekly course's preparation: screening and consent signed, and a PHQ-9 whose
+    item 9 is endorsed and not yet followed up (an open risk flag in the demo)."""
+    from . import notes
+    from .modality import get_registry
+
+    registry = get_registry()
+    preparation = course.sessions[0]
+    for slug, answers in [("medical-screening", None), ("informed-consent", None),
+                          ("phq-9", {**_measures("phq-9", "baseline"), "q9": 1,
+                                     "risk_follow_up": "Fleeting thoughts last week, none "
+                                     "today; a follow-up call is booked."})]:
+        template = registry.latest(slug)
+        record = dict(answers if answers is not None else template.sample)
+        notes.sign(notes.create_note(preparation, therapist, template, record, {}), therapist)
 
 
 def _add_plan(course: Course, start: date) -> list[TherapySession]:

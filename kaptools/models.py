@@ -463,3 +463,23 @@ class AuditEvent(db.Model):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class RiskSignal(db.Model):
+    """A signed note that raised a client's risk flag, or recorded a follow-up to one.
+
+    Written when the note is signed. A client's flag is open while its latest raising
+    note (still signed, not entered in error) is newer than its latest follow-up.
+    """
+
+    __tablename__ = "risk_signal"
+    __table_args__ = (Index("ix_risk_signal_client_kind_at", "client_id", "kind", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
+    note_id: Mapped[int] = mapped_column(ForeignKey("note.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "raised" or "followed_up"
+    label: Mapped[str] = mapped_column(String(300), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    note: Mapped[Note] = relationship()

@@ -28,7 +28,15 @@ from .models import (
     TherapySession,
     User,
 )
-from .timeutil import utcnow
+from .timeutil import today, utcnow
+
+
+class SignRefused(Exception):
+    """The note may not be signed yet; ``message`` says why and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class NoteLocked(Exception):
@@ -227,10 +235,90 @@ def unsaved_elsewhere(note: Note, signer: User, editor_id: str | None) -> Pendin
     return None
 
 
+def sign_refusal(note: Note) -> str | None:
+    """Why this draft may not be signed now (whoever signs it), or None."""
+    from .modality import get_registry
+    from .risk import missing_before_signing
+
+    session = note.session
+    if session.session_date > today():
+        return (f"The session is dated {session.session_date:%-d %B %Y}, in the future: a "
+                "note is signed on or after the day of its session. Correct the session's "
+                "date if it is wrong.")
+    template = get_registry().get(note.modality, note.template_version)
+    if template is not None and (missing := missing_before_signing(note, template)):
+        return (f"{template.title} cannot be signed until this course has a signed "
+                f"{' and a signed '.join(m.lower() for m in missing)}. Write and sign "
+                f"{'them' if len(missing) > 1 else 'it'} first (in this or an earlier "
+                "session of the course).")
+    return None
+
+
+def session_prefill(therapy_session: TherapySession, template: Template,
+                    answers: dict[str, Any], exclude_note_id: int | None = None
+                    ) -> dict[str, Any]:
+    """``answers`` with each unanswered ``prefill = "session_categories"`` field filled from
+    the other notes of the session (EMDR, ART, IFS, CBT… as actually written today)."""
+    fields = [f for f in template.fields if f.prefill == "session_categories"
+              and not answers.get(f.key)]
+    if not fields:
+        return answers
+    from .modality import get_registry
+
+    registry = get_registry()
+    categories = set()
+    for other in therapy_session.notes:
+        if other.id != exclude_note_id and other.state != NoteState.ENTERED_IN_ERROR:
+            found = registry.get(other.modality, other.template_version)
+            if found is not None and found.slug != template.slug:
+                categories.add(found.category.strip().lower())
+    filled = dict(answers)
+    for f in fields:
+        chosen = [c.value for c in f.choices if c.label.strip().lower() in categories]
+        if chosen:
+            filled[f.key] = chosen
+    return filled
+
+
+def recall_overlap(note: Note) -> str | None:
+    """A warning when the same questionnaire was taken within its recall period before
+    this note's session (the two sets of answers would cover some of the same days)."""
+    from datetime import timedelta
+
+    from .modality import get_registry
+    from .models import Course
+
+    template = get_registry().get(note.modality, note.template_version)
+    if template is None or not template.recall_days:
+        return None
+    on = note.session.session_date
+    row = db.session.execute(
+        select(TherapySession.session_date)
+        .join(Note, Note.session_id == TherapySession.id)
+        .join(Course, Course.id == TherapySession.course_id)
+        .where(Course.client_id == note.session.course.client_id, Note.id != note.id,
+               Note.modality == note.modality, Note.state == NoteState.SIGNED,
+               TherapySession.session_date <= on,
+               TherapySession.session_date > on - timedelta(days=template.recall_days))
+        .order_by(TherapySession.session_date.desc()).limit(1)).first()
+    if row is None:
+        return None
+    earlier = row.session_date
+    gap = (on - earlier).days
+    when = "the same day" if gap == 0 else f"{gap} day{'s' if gap != 1 else ''} earlier"
+    return (f"A {template.title} was already taken on {earlier:%-d %B %Y} ({when}). Its "
+            f"questions cover the last {template.recall_days} days, so the two sets of answers "
+            f"overlap; a repeat is usually taken from "
+            f"{earlier + timedelta(days=template.recall_days):%-d %B} on.")
+
+
 def sign(note: Note, signer: User, editor_id: str | None = None) -> Signature:
-    """Sign a draft; refused while another tab or device holds unsaved changes."""
+    """Sign a draft; refused while another tab or device holds unsaved changes, for a
+    session dated in the future, and before what the template requires is on file."""
     if note.state != NoteState.DRAFT:
         raise NoteLocked()
+    if (refusal := sign_refusal(note)) is not None:
+        raise SignRefused(refusal)
     if (elsewhere := unsaved_elsewhere(note, signer, editor_id)) is not None:
         raise UnsavedElsewhere(elsewhere)
     now = utcnow()
@@ -244,6 +332,11 @@ def sign(note: Note, signer: User, editor_id: str | None = None) -> Signature:
     db.session.add(signature)
     discard_autosave(note)  # unsaved editor state has no place beside a signed note
     db.session.flush()
+    from .modality import get_registry
+    from .risk import record_signing
+
+    if (template := get_registry().get(note.modality, note.template_version)) is not None:
+        record_signing(note, template)
     audit.record("note.signed", obj=note, user=signer, client_code=note.session.course.client.code,
                  detail={"hash": digest})
     return signature

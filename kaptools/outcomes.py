@@ -13,7 +13,12 @@ from .modality import get_registry
 from .modality.answers import compute_scores
 from .models import Course, NoteState, SessionKind
 
-MEASURES = {"gad-7": "GAD-7", "phq-9": "PHQ-9"}
+MEASURES = {"gad-7": "GAD-7", "phq-9": "PHQ-9", "pcl-5": "PCL-5",
+            "pcl-5-past-week": "PCL-5 (past week)"}
+# Drawn on the 0–27 chart (PCL-5, 0–80, is listed in the table of changes).
+CHARTED = ("GAD-7", "PHQ-9")
+# Remission: the latest total below this, having started at or above it.
+REMISSION_BELOW = {"GAD-7": 5, "PHQ-9": 5, "PCL-5": 31}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,28 @@ class MeasureChange:
     @property
     def change(self) -> int:
         return self.latest.total - self.baseline.total
+
+    @property
+    def repeated(self) -> bool:
+        return self.latest.session_id != self.baseline.session_id
+
+    @property
+    def response(self) -> bool:
+        """A fall of at least half from the baseline total."""
+        return self.repeated and self.baseline.total > 0 and \
+            self.latest.total * 2 <= self.baseline.total
+
+    @property
+    def remission(self) -> bool:
+        """Below the measure's remission threshold, having started at or above it."""
+        below = REMISSION_BELOW.get(self.measure)
+        return self.repeated and below is not None and self.baseline.total >= below > \
+            self.latest.total
+
+    @property
+    def markers(self) -> str:
+        return " · ".join(m for m, on in (("response (≥ 50 % lower)", self.response),
+                                          ("remission", self.remission)) if on)
 
 
 def course_outcomes(course: Course) -> list[OutcomePoint]:
@@ -66,7 +93,7 @@ def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
         if template is None:
             continue
         for score in compute_scores(template, answers):
-            if score.complete:
+            if score.key == "total" and score.complete:  # not a cluster or a rule
                 found.setdefault(course_id, []).append(OutcomePoint(
                     MEASURES[modality], session_id, on, score.total, score.max_total,
                     score.band))
@@ -106,7 +133,7 @@ def outcome_chart_svg(sessions, points: list[OutcomePoint], width: int = 720,
                        disable_xml_declaration=False, print_values=False, truncate_label=-1,
                        show_y_guides=True, y_title="Total score")
     chart.x_labels = labels
-    for measure in MEASURES.values():
+    for measure in CHARTED:
         by_session = {p.session_id: p.total for p in points if p.measure == measure}
         chart.add(measure, [by_session.get(s.id) for s in sessions], allow_interruptions=False)
     chart.add("Dosing session ▲", [0 if s.kind == SessionKind.DOSING else None for s in sessions],
@@ -116,7 +143,7 @@ def outcome_chart_svg(sessions, points: list[OutcomePoint], width: int = 720,
 
 def chart_uri(sessions, points: list[OutcomePoint]) -> str | None:
     """The chart as a data URI; the same data gives the same chart, drawn only once."""
-    if not points:
+    if not any(p.measure in CHARTED for p in points):
         return None
     key = (tuple((s.id, s.session_date, s.kind) for s in sessions), tuple(points))
     return _chart_uri(key)

@@ -18,11 +18,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from . import notes as note_service
-from . import outcomes
+from . import outcomes, vitals
 from .extensions import db
 from .forms import FORMAT_LABELS, KIND_LABELS
 from .modality import get_registry
-from .modality.answers import ScoreResult, compute_scores, plain_answers, ref_titles
+from .modality.answers import (
+    ScoreResult,
+    as_date,
+    compute_scores,
+    display_value,
+    plain_answers,
+    ref_titles,
+)
 from .modality.schema import Field, Template
 from .models import Course, Note, NoteState, Signature, SupervisionRelationship, TherapySession
 from .timeutil import today
@@ -56,6 +63,52 @@ class CommentInfo:
     at: datetime
     field_label: str | None
     body: str
+
+
+@dataclass
+class AdverseEventRow:
+    """One adverse-event record, as a row of the course's table on the front page."""
+
+    note_id: int
+    session_on: date
+    session_label: str
+    description: str
+    onset: str
+    severity: str
+    relation: str
+    actions: str
+    outcome: str
+    reported_to: str
+    state: str
+
+
+ADVERSE_EVENT = "adverse-event"
+
+
+def _adverse_event_rows(sessions: list[SessionBlock]) -> list[AdverseEventRow]:
+    rows = []
+    for sess in sessions:
+        for n in sess.notes:
+            if n.slug != ADVERSE_EVENT:
+                continue
+            a, t = n.answers, n.template
+
+            def shown(key: str, a=a, t=t) -> str:
+                f = t.field(key)
+                return display_value(f, a.get(key)) if f is not None else ""
+
+            onset_on, reported_on = as_date(a.get("onset_date")), as_date(a.get("reported_on"))
+            onset = " ".join(v for v in (f"{onset_on:%d %b %Y}" if onset_on else "",
+                                         a.get("onset_time") or "") if v)
+            actions = shown("actions")
+            if a.get("rescue_medication"):
+                actions += f" ({a['rescue_medication']})"
+            rows.append(AdverseEventRow(
+                n.id, sess.on, sess.kind_label, str(a.get("description") or "—"), onset,
+                shown("severity"), shown("relation"), actions, shown("outcome"),
+                shown("reported_to") + (f", {reported_on:%d %b %Y}" if reported_on else ""),
+                n.state))
+    return rows
 
 
 @dataclass
@@ -114,6 +167,8 @@ class Document:
     vitals_thresholds: dict[str, Any]
     practice_sheets: list[str] = field(default_factory=list)
     content_hash: str = ""
+    risk_flag: Any = None  # the client's open risk flag (summaries and packets only)
+    adverse_events: list[AdverseEventRow] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -259,7 +314,7 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
     points = outcomes.course_outcomes(course) if kind != HANDOUT and only is None else []
     try:
         chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(loaded, points)) \
-            if points else None
+            if any(p.measure in outcomes.CHARTED for p in points) else None
     except Exception:
         log.exception("the outcome chart of course %s could not be drawn", course.id)
         chart = None
@@ -275,9 +330,14 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
         supervisors=_supervisors(course) if kind != HANDOUT else [], sessions=sessions,
         outcome_changes=outcomes.changes(points), outcome_chart=chart,
         clinic=str(current_app.config["CLINIC_NAME"]), printed_on=today(),
-        vitals_thresholds=dict(current_app.config["VITALS_THRESHOLDS"]))
+        vitals_thresholds=vitals.thresholds(current_app.config["VITALS_THRESHOLDS"]))
     if kind == HANDOUT:
         doc.practice_sheets = sheets if sheets is not None else default_sheets(doc, loaded)
+    else:
+        from .risk import flag_for
+
+        doc.risk_flag = flag_for(client)
+        doc.adverse_events = _adverse_event_rows(sessions)
     doc.content_hash = document_hash(doc)
     return doc
 
@@ -295,6 +355,8 @@ def document_hash(doc: Document) -> str:
                         [(g.kind, g.content_hash) for g in n.signatures]]
                        for n in s.notes]] for s in doc.sessions],
         "sheets": doc.practice_sheets,
+        "risk": [doc.risk_flag.label, doc.risk_flag.raised_at.isoformat(),
+                 doc.risk_flag.title] if doc.risk_flag else None,
     }
     encoded = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
@@ -315,6 +377,7 @@ PRACTICE_SHEETS = {
     "tices_log": "Your TICES log",
     "journaling": "Journaling prompts for integration",
     "after_dosing": "Caring for yourself after a medicine session",
+    "at_home_lozenges": "Taking your lozenge at home, safely",
     "crisis": "If things get hard",
 }
 # Integration practices (choice values) that have a sheet of their own.
@@ -342,5 +405,10 @@ def default_sheets(doc: Document, sessions: list[TherapySession]) -> list[str]:
                 chosen.append("calm_place")
     if any(s.kind == "dosing" for s in sessions):
         chosen.append("after_dosing")
+    at_home = ("home_supervised", "telehealth")
+    if any(n.modality == "kap-dosing" and n.state == NoteState.SIGNED
+           and (n.answers or {}).get("setting") in at_home
+           for s in sessions for n in s.notes):
+        chosen.append("at_home_lozenges")
     chosen.append("crisis")
     return chosen

@@ -10,8 +10,9 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from . import audit
+from . import audit, vitals
 from .access import Scope
+from .dosing import dose_in_both_units
 from .extensions import db, login_manager
 from .forms import FORMAT_LABELS, KIND_LABELS, REVIEW_MODE_LABELS, ROLE_LABELS
 
@@ -50,7 +51,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(documents.bp)
     app.register_blueprint(reviews.bp)
 
-    from .isolation import call_isolated, render_isolated
+    from .isolation import call_isolated, note_answers_view, render_isolated
     from .markdown_render import render_markdown
     from .modality import get_registry
     from .modality.answers import display_value, plain_answers, ref_titles
@@ -79,6 +80,11 @@ def init_app(app: Flask) -> None:
         note_block=note_block,
         modality_block=modality_block,
         call_isolated=call_isolated,
+        vital_check=vitals.check,
+        dose_in_both_units=dose_in_both_units,
+        vitals_baseline=vitals.baseline_check,
+        vitals_describe=vitals.describe,
+        note_answers_view=note_answers_view,
         plain_answers=plain_answers,
     )
     app.context_processor(lambda: {"registry": get_registry()})

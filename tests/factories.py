@@ -7,7 +7,8 @@ from datetime import date
 from kaptools.extensions import db
 from kaptools.models import Client, Course, SupervisionRelationship, TherapySession, User
 
-__all__ = ["User", "user", "client_with_course", "supervise", "PASSWORD"]
+__all__ = ["User", "user", "client_with_course", "supervise", "screened_and_consented",
+           "PASSWORD"]
 from kaptools.passwords import hash_password
 
 PASSWORD = "correct horse battery"
@@ -51,3 +52,20 @@ def supervise(supervisor: User, supervisee: User, starts: date, ends: date | Non
     db.session.add(rel)
     db.session.commit()
     return rel
+
+
+def screened_and_consented(course_id: int, therapist: User) -> None:
+    """Signed medical screening and consent in a preparation session of the course (what a
+    dosing record needs before it can be signed), filled with the templates' samples."""
+    from kaptools import notes
+    from kaptools.modality import get_registry
+
+    course = db.session.get(Course, course_id)
+    sess = TherapySession(course=course, kind="preparation", session_date=course.starts_on)
+    db.session.add(sess)
+    db.session.flush()
+    for slug in ("medical-screening", "informed-consent"):
+        template = get_registry().latest(slug)
+        notes.sign(notes.create_note(sess, therapist, template, dict(template.sample), {}),
+                   therapist)
+    db.session.commit()

@@ -113,6 +113,33 @@ def _level(draw, fields: tuple[Field, ...], rows: dict[str, list[str]], max_rows
     return answers
 
 
+def fit_choices_deep(fields: tuple[Field, ...], values: dict, top: dict,
+                     enclosing: dict | None = None) -> None:
+    """Once references are in place: options whose conditions look through a reference
+    ("from_part.role") are swapped for one that fits, or dropped."""
+    from kaptools.modality.answers import choice_fits
+
+    for f in fields:
+        if f.type == "group":
+            for row in values.get(f.key, []):
+                fit_choices_deep(f.fields, row, top, values)
+        elif f.type in ("choice", "multichoice") and f.key in values:
+            fits = [c.value for c in f.choices if choice_fits(c, values, top, enclosing)]
+            chosen = values[f.key]
+            if f.type == "choice" and chosen not in fits:
+                if fits:
+                    values[f.key] = fits[-1]
+                else:
+                    del values[f.key]
+            elif f.type == "multichoice":
+                kept = [v for v in chosen if v in fits]
+                if kept:
+                    values[f.key] = kept
+                else:
+                    del values[f.key]
+
+
+
 def _fill_refs(draw, fields: tuple[Field, ...], answers: dict, rows: dict) -> None:
     for f in fields:
         if f.type == "ref" and rows.get(f.group) and draw(st.booleans()):
@@ -128,6 +155,7 @@ def answers_for(draw, template: Template, max_rows: int = 6) -> dict:
     rows: dict[str, list[str]] = {}
     answers = draw(_level(template.fields, rows, max_rows))
     _fill_refs(draw, template.fields, answers, rows)
+    fit_choices_deep(template.fields, answers, answers)
     return answers
 
 
@@ -177,4 +205,5 @@ def answers_at_limits(template: Template, longtext=lambda n: ("1. " * n)[:n]) ->
                     refs(f.fields, item)
 
     refs(template.fields, answers)
+    fit_choices_deep(template.fields, answers, answers)
     return answers

@@ -51,8 +51,8 @@ def test_course_summary_carries_the_clinical_record(app, maya, demo):
     text = " ".join(pages)
     for expected in [
         "KT-0142", "Autumn intensive retreat", "Maya Lind, LMFT", "Dr Ruth Okafor, PsyD",
-        "GAD-7", "16 / 21", "Severe → Mild", "PHQ-9", "13 / 27",
-        "Racemic ketamine lozenge", "250 mg", "164/96",  # dose of dosing 2, vitals above threshold
+        "GAD-7", "16 / 21", "Severe → Mild", "PHQ-9", "14 / 27",
+        "Racemic ketamine lozenge", "250 mg", "148/91",  # dose of dosing 2, vitals above threshold
         "Failed exam at 16", "I am not good enough", "Whose job was it to prepare",  # EMDR
         "The Planner", "Little one", "polarised",  # IFS
         "I am going to be fired and I will never find work again.",  # CBT hot thought

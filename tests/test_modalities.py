@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from kaptools.modality.answers import compute_scores, validate_answers
 from kaptools.modality.registry import builtin_dir, load_registry
 
 BROKEN = Path(__file__).parent / "broken_modalities"
-BUILT_IN = ["art-script", "cbt-behavioural-experiment", "cbt-exposure-ladder",
-            "cbt-thought-record", "emdr-target-set", "gad-7", "ifs-parts-map",
-            "integration-session", "kap-dosing", "pcl-5", "phq-9"]
+BUILT_IN = ["adverse-event", "art-script", "cbt-behavioural-experiment", "cbt-exposure-ladder",
+            "cbt-thought-record", "emdr-target-set", "follow-up-call", "gad-7",
+            "ifs-parts-map", "informed-consent", "integration-session", "kap-dosing",
+            "kap-preparation", "medical-screening", "pcl-5", "pcl-5-past-week", "phq-9",
+            "risk-follow-up", "safety-plan", "suicide-risk-screen"]
 
 
 def test_shipped_templates_pass_the_check():
@@ -28,7 +31,7 @@ def test_shipped_templates_pass_the_check():
 def test_every_template_ships_a_valid_sample():
     registry = load_registry(builtin_dir())
     assert registry.problems == []
-    assert sorted(slug for slug, _ in registry.templates) == BUILT_IN
+    assert sorted({slug for slug, _ in registry.templates}) == BUILT_IN
     for template in registry.templates.values():
         assert template.sample, template.slug
         assert validate_answers(template, template.sample) == []
@@ -75,7 +78,7 @@ def test_a_bad_clinic_template_never_takes_the_others_down(app_factory):
 
     with app.app_context():
         registry = get_registry()
-        assert sorted(s for s, _ in registry.templates) == BUILT_IN
+        assert sorted({s for s, _ in registry.templates}) == BUILT_IN
         assert len(registry.problems) == 14
 
 
@@ -175,6 +178,106 @@ def test_the_worked_example_in_the_authors_guide_is_valid(tmp_path):
     template = registry.latest("arrival-check-in")
     assert {f.type for f in template.fields} >= {"decimal", "scale", "multichoice", "group",
                                                  "ref", "text", "longtext"}
+    # Its triage level (a language extension) works as the guide describes.
+    (check,) = compute_scores(template, template.sample)
+    assert (check.band, check.risk) == ("Nothing raised", False)
+    (check,) = compute_scores(template, {**template.sample, "distress": 9})
+    assert (check.band, check.risk) == ("Ask more today", True)
+    (check,) = compute_scores(template, {"distress": 9})
+    assert not check.complete
+
+
+def test_the_guides_snippets_parse_as_it_says(tmp_path):
+    """Every TOML snippet of the authors' guide that is a score or a requirement parses."""
+    import tomllib
+
+    guide = (builtin_dir() / "README.md").read_text()
+    snippets = [part.split("```")[0] for part in guide.split("```toml")[1:]]
+    levels = next(s for s in snippets if "levels = [" in s and "slug" not in s)
+    criteria = next(s for s in snippets if "criteria = [" in s)
+    requires = next(s for s in snippets if s.strip().startswith("requires_signed_in_course"))
+    only_if = next(s for s in snippets if "only_if" in s and s.strip().startswith("choices"))
+    recall = re.search(r"`(recall_days = \d+)`", guide).group(1)
+    template = f"""slug = "guide-check"
+version = 1
+title = "Guide check"
+{requires}
+{recall}
+[[sections]]
+key = "s"
+title = "S"
+
+[[sections.fields]]
+key = "worry"
+type = "scale"
+scale = "sud"
+label = "Worry"
+
+[[sections.fields]]
+key = "plan"
+type = "yesno"
+label = "Plan"
+
+[[sections.fields]]
+key = "sleep"
+type = "scale"
+scale = "sud"
+label = "Sleep"
+carry = true
+
+[[sections.fields]]
+key = "appetite"
+type = "scale"
+scale = "sud"
+label = "Appetite"
+
+[[sections.fields]]
+key = "formulation"
+type = "choice"
+label = "Formulation"
+carry = false
+choices = ["racemic_iv", "racemic_lozenge", "racemic_tablet"]
+
+[[sections.fields]]
+key = "route"
+type = "choice"
+label = "Route"
+{only_if}
+{levels}
+{criteria}
+[sample]
+worry = 7
+plan = false
+"""
+    tomllib.loads(template)
+    (tmp_path / "guide-check").mkdir()
+    (tmp_path / "guide-check" / "v1.toml").write_text(template)
+    registry = load_registry(builtin_dir(), tmp_path)
+    assert registry.problems == []
+    checked = registry.latest("guide-check")
+    assert checked.requires_signed_in_course == ("medical-screening", "informed-consent")
+    assert checked.recall_days == 14
+    level, rule = compute_scores(checked, {"worry": 7, "plan": True, "sleep": 6,
+                                           "appetite": 2})
+    assert level.band == "High"
+    assert rule.band == "Rule not met" and "Sleep or appetite: 1 of 2 needed ✗" in rule.detail
+    level, rule = compute_scores(checked, {"worry": 2, "plan": False, "sleep": 6,
+                                           "appetite": 9})
+    assert level.band == "Some concern" and rule.band == "Rule not met"
+    _, rule = compute_scores(checked, {"worry": 6, "sleep": 6, "appetite": 9})
+    assert rule.band == "Rule met"
+    # carry: a scale stays behind unless marked, a choice comes along unless marked.
+    from kaptools.modality.answers import carried_answers
+
+    kept = carried_answers(checked.fields, {"worry": 7, "sleep": 3, "plan": True,
+                                            "formulation": "racemic_iv", "route": "intravenous"})
+    assert kept == {"sleep": 3, "plan": True, "route": "intravenous"}
+    # only_if: a route that does not fit the formulation is refused at the field.
+    problems = validate_answers(checked, {"formulation": "racemic_lozenge",
+                                          "route": "intravenous"})
+    assert [key for key, _ in problems] == ["route"]
+    assert validate_answers(checked, {"formulation": "racemic_iv", "route": "intravenous"}) \
+        == []
 
 
 @pytest.mark.parametrize("values, total, band", [
@@ -187,7 +290,69 @@ def test_the_worked_example_in_the_authors_guide_is_valid(tmp_path):
 ])
 def test_pcl5_total_and_band(values, total, band):
     template = load_registry(builtin_dir()).latest("pcl-5")
-    (score,) = compute_scores(template, _answers(values))
+    score = compute_scores(template, _answers(values))[0]
     assert (score.total, score.max_total) == (total, 80)
     assert score.band.startswith(band)
     assert template.field("q17").label == '17. Being "superalert" or watchful or on guard?'
+
+
+def test_the_language_extensions_report_mistakes_at_their_key_path(tmp_path):
+    folder = tmp_path / "mistakes"
+    folder.mkdir()
+    (folder / "v1.toml").write_text('''slug = "mistakes"
+version = 1
+title = "Mistakes"
+requires_signed_in_course = ["mistakes"]
+recall_days = 400
+
+[[sections]]
+key = "s"
+title = "S"
+
+[[sections.fields]]
+key = "worry"
+type = "scale"
+scale = "sud"
+label = "Worry"
+carry = "yes"
+
+[[sections.fields]]
+key = "note"
+type = "text"
+label = "Note"
+
+[[sections.fields]]
+key = "route"
+type = "choice"
+label = "Route"
+choices = [{ value = "iv", label = "IV", only_if = { field = "nowhere", equals = "x" } }]
+
+[[scores]]
+key = "both"
+label = "Both"
+sum = ["worry"]
+levels = [{ label = "High", any = [{ field = "worry", gt = 5 }] }]
+
+[[scores]]
+key = "rule"
+label = "Rule"
+criteria = [{ label = "A", items = ["note"], rated_at_least = 2 }]
+
+[[scores]]
+key = "unknown"
+label = "Unknown"
+levels = [{ label = "High", any = [{ field = "missing", equals = true }] }]
+
+[sample]
+''')
+    registry = load_registry(builtin_dir(), tmp_path)
+    found = {(p.path, p.message.split(" ")[0]) for p in registry.problems}
+    paths = {path for path, _ in found}
+    assert "requires_signed_in_course" in paths
+    assert ".recall_days" in paths or "recall_days" in paths
+    assert any(p.endswith("(worry).carry") for p in paths)
+    assert any(p.endswith("(route).choices[0].only_if.field") for p in paths)
+    assert "scores[0].sum" in paths  # a level score takes no sum
+    assert "scores[1].criteria[0].items" in paths  # only rating items count
+    assert "scores[2].levels[0].any[0]" in paths
+    assert registry.latest("mistakes") is None

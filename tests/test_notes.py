@@ -11,6 +11,7 @@ from sqlalchemy import select
 from kaptools import notes
 from kaptools.extensions import db
 from kaptools.modality import get_registry
+from kaptools.modality.answers import carried_answers
 from kaptools.modality.registry import builtin_dir, load_registry
 from kaptools.models import AuditEvent, Note, User
 from kaptools.timeutil import today
@@ -209,7 +210,11 @@ def test_start_from_previous_carries_the_map_forward(app, maya, world):
                      {"modality": "cbt-thought-record", "from_note": world["note"]})
     assert resp.status_code == 302
     carried = stored(app, resp.headers["Location"])
-    assert carried == REGISTRY.latest("cbt-thought-record").sample
+    template = REGISTRY.latest("cbt-thought-record")
+    # The map comes along (situation, thoughts, distortions); ratings taken that day do not.
+    assert carried == carried_answers(template.fields, template.sample)
+    assert carried["thoughts"] and "belief" not in carried["thoughts"][0]
+    assert carried["situation"] == template.sample["situation"]
 
 
 def test_audit_records_note_actions_without_their_text(app, maya, world):

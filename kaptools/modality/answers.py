@@ -151,6 +151,55 @@ def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: A
         if f.type == "multichoice" and f.max_selected and len(values.get(f.key, [])) > \
                 f.max_selected:
             wt.errors = list(wt.errors) + [f"Choose at most {f.max_selected}."]
+        if answered and f.type in ("choice", "multichoice") and f.choices:
+            wt.errors = list(wt.errors) + _unfit_choices(f, values, fields, top, scope)
+
+
+def choice_fits(choice, values: Answers, top: Answers, enclosing: Answers | None = None
+                ) -> bool:
+    """Whether an option's ``only_if`` conditions hold: each names a field at the same level
+    (``values``) or, as "ref.field", a field of the row that a reference there points to."""
+    for cond in choice.only_if:
+        head, _, tail = cond.field.partition(".")
+        if not tail:
+            if not cond.holds(values):
+                return False
+            continue
+        target = values.get(head)
+        row = next((r for rows in _all_rows(top, enclosing) for r in rows
+                    if isinstance(r, dict) and r.get("item_id") == target), None)
+        # Nothing to check against until the reference is chosen (a required reference
+        # says so itself when the note is signed).
+        if row is not None and not cond.holds({cond.field: row.get(tail)}):
+            return False
+    return True
+
+
+def _all_rows(top: Answers, enclosing: Answers | None):
+    for source in (enclosing or {}, top):
+        for value in source.values():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                yield value
+
+
+def _unfit_choices(f: Field, values: Answers, siblings: tuple[Field, ...], top: Answers,
+                   enclosing: Answers | None) -> list[str]:
+    """Messages for chosen options whose conditions on other answers do not hold (a route
+    that does not go with the formulation chosen, an exile said to be polarised)."""
+    chosen = values.get(f.key)
+    chosen = chosen if isinstance(chosen, list) else [chosen]
+    problems = []
+    for choice in f.choices:
+        if choice.value in chosen and not choice_fits(choice, values, top, enclosing):
+            names = []
+            for cond in choice.only_if:
+                head, _, tail = cond.field.partition(".")
+                other = next((s for s in siblings if s.key == head), None)
+                label = other.label if other else head
+                names.append(f"“{label}”" + (f" ({tail.replace('_', ' ')})" if tail else ""))
+            problems.append(f"“{choice.label}” does not go with the answer to "
+                            f"{' and '.join(dict.fromkeys(names))}: change one of them.")
+    return problems
 
 
 def _group_named(template: Template, name: str) -> Field | None:
@@ -441,6 +490,24 @@ def prepare_editor(form: NoteForm) -> None:
     set_ref_choices(form)
 
 
+def carried_answers(fields: tuple[Field, ...], answers: Answers) -> Answers:
+    """What "Start from …" copies into a new note: no measurement, vital, item answer,
+    event time or log (fields whose ``carried`` is false), at any depth."""
+    out: Answers = {}
+    for f in fields:
+        if f.key not in answers or not f.carried:
+            continue
+        if f.type == "group":
+            rows = [{"item_id": row.get("item_id"), **carried_answers(f.fields, row)}
+                    for row in answers[f.key] if isinstance(row, dict)]
+            rows = [row for row in rows if len(row) > 1]
+            if rows:
+                out[f.key] = rows
+        else:
+            out[f.key] = answers[f.key]
+    return out
+
+
 def validate_answers(template: Template, answers: Answers) -> list[tuple[str, str]]:
     """Check stored or sample answers against a template; list (path, message)."""
     form = build_form(template, answers=answers)
@@ -474,10 +541,13 @@ class ScoreResult:
     items: int
     band: str | None
     flags: tuple[str, ...]
+    risk: bool = False  # a flag or level that raises the client's risk flag
+    is_levels: bool = False  # a triage level or a criteria rule (band), not a total
+    detail: str = ""  # how a criteria rule was reached, criterion by criterion
 
     @property
     def complete(self) -> bool:
-        return self.total is not None
+        return self.band is not None if self.is_levels else self.total is not None
 
 
 def compute_scores(template: Template, answers: Answers) -> list[ScoreResult]:
@@ -485,21 +555,48 @@ def compute_scores(template: Template, answers: Answers) -> list[ScoreResult]:
             for score in template.scores]
 
 
+def _holds(condition, answers: Answers) -> bool:
+    val = answers.get(condition.field)
+    if condition.op == "gt":
+        return isinstance(val, int | float) and not isinstance(val, bool) and \
+            val > condition.value
+    return val == condition.value
+
+
 def _score(score: Score, answers: Answers) -> ScoreResult:
+    if score.is_criteria:
+        values = {k: answers.get(k) for k in score.items}
+        answered = sum(1 for v in values.values()
+                       if isinstance(v, int) and not isinstance(v, bool))
+        band, detail = None, ""
+        if answered == len(values):
+            results = [(cr, sum(1 for k in cr.items if values[k] >= cr.rated_at_least))
+                       for cr in score.criteria]
+            band = score.met if all(n >= cr.count for cr, n in results) else score.not_met
+            detail = "; ".join(f"{cr.label}: {n} of {cr.count} needed "
+                               f"{'✓' if n >= cr.count else '✗'}" for cr, n in results)
+        return ScoreResult(score.key, score.label, None, 0, answered, len(values), band, (),
+                           is_levels=True, detail=detail)
+    if score.is_levels:
+        answered = sum(1 for k in score.requires if answers.get(k) is not None)
+        band, risk = None, False
+        if answered == len(score.requires):
+            level = next((lv for lv in score.levels
+                          if any(_holds(cond, answers) for cond in lv.any)), None)
+            band = level.label if level else (score.otherwise or None)
+            risk = bool(level and level.risk)
+        return ScoreResult(score.key, score.label, None, 0, answered, len(score.requires),
+                           band, (band,) if risk else (), risk=risk, is_levels=True)
     values = [answers.get(k) for k in score.items]
     given = [val for val in values if isinstance(val, int) and not isinstance(val, bool)]
     total = sum(given) if len(given) == len(values) else None
     band = None
     if total is not None:
         band = next((b.label for b in score.bands if b.min <= total <= b.max), None)
-    flags = []
-    for flag in score.flags:
-        val = answers.get(flag.field)
-        if flag.op == "gt" and isinstance(val, int | float) and val > flag.value or \
-                flag.op == "equals" and val == flag.value:
-            flags.append(flag.label)
+    raised = [flag for flag in score.flags if _holds(flag, answers)]
     return ScoreResult(score.key, score.label, total, score.max_total, len(given),
-                       len(values), band, tuple(flags))
+                       len(values), band, tuple(flag.label for flag in raised),
+                       risk=any(flag.risk for flag in raised))
 
 
 def as_date(value: Any) -> dt.date | None:

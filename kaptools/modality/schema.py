@@ -24,7 +24,11 @@ FIELD_TYPES = (
     "text", "longtext", "integer", "decimal", "scale", "percent", "choice", "multichoice",
     "yesno", "date", "time", "duration", "group", "ref",
 )
-COMMON_KEYS = {"key", "type", "label", "help", "required", "audience", "show_if", "placeholder"}
+COMMON_KEYS = {"key", "type", "label", "help", "required", "audience", "show_if", "placeholder",
+               "carry"}
+# Types that hold a measurement or the time of an event: never copied into a new note
+# ("Start from …") unless a field says `carry = true`.
+MEASUREMENT_TYPES = {"scale", "integer", "decimal", "percent", "duration", "date", "time"}
 TYPE_KEYS: dict[str, set[str]] = {
     "text": {"max_length", "suggestions"},
     "longtext": {"max_length", "rows"},
@@ -33,7 +37,7 @@ TYPE_KEYS: dict[str, set[str]] = {
     "scale": {"scale", "min", "max", "step", "anchors", "name"},
     "percent": set(),
     "choice": {"choices", "widget"},
-    "multichoice": {"choices", "max_selected"},
+    "multichoice": {"choices", "max_selected", "prefill"},
     "yesno": set(),
     "date": set(),
     "time": set(),
@@ -58,6 +62,10 @@ class TemplateProblem(Exception):
 class Choice:
     value: str
     label: str
+    # The option is valid only while these conditions on other answers all hold. A
+    # condition's field is a field at the same level, or "ref.field": a field of the row a
+    # reference at this level points to (the role of the part a relationship starts from).
+    only_if: tuple[ShowIf, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,15 @@ class Field:
     item_label: str = "Item"
     item_title: str | None = None
     group: str | None = None
+    carry: bool | None = None  # copied by "Start from …"; None: by type (see MEASUREMENT_TYPES)
+    # "session_categories": a multichoice starts with the options named like the
+    # categories of the other notes written in the same session.
+    prefill: str | None = None
     origin: str = field(default="", compare=False)  # key path in its file, for messages
+
+    @property
+    def carried(self) -> bool:
+        return self.carry if self.carry is not None else self.type not in MEASUREMENT_TYPES
 
     def choice_label(self, value: Any) -> str:
         for choice in self.choices:
@@ -160,6 +176,27 @@ class Flag:
     op: str
     value: Any
     label: str
+    risk: bool = False  # raises the client's risk flag until a follow-up is recorded
+
+
+@dataclass(frozen=True)
+class Level:
+    """A triage level: reached when any of its conditions holds (levels are tried in
+    order, so the most severe comes first)."""
+
+    label: str
+    any: tuple[Flag, ...]
+    risk: bool = False
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """At least ``count`` of ``items`` rated ``rated_at_least`` or more."""
+
+    label: str
+    items: tuple[str, ...]
+    rated_at_least: int
+    count: int
 
 
 @dataclass(frozen=True)
@@ -170,6 +207,20 @@ class Score:
     bands: tuple[Band, ...]
     flags: tuple[Flag, ...]
     max_total: int
+    levels: tuple[Level, ...] = ()
+    otherwise: str = ""
+    requires: tuple[str, ...] = ()  # answers a level score needs before it means anything
+    criteria: tuple[Criterion, ...] = ()
+    met: str = ""
+    not_met: str = ""
+
+    @property
+    def is_levels(self) -> bool:
+        return bool(self.levels)
+
+    @property
+    def is_criteria(self) -> bool:
+        return bool(self.criteria)
 
 
 @dataclass(frozen=True)
@@ -184,6 +235,14 @@ class Template:
     credit: str = ""
     sample: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     source: str = ""
+    # Templates that must have a signed note in the same course before this one is signed.
+    requires_signed_in_course: tuple[str, ...] = ()
+    # A questionnaire's recall period: repeating it sooner overlaps the answers.
+    recall_days: int | None = None
+
+    @property
+    def carries_anything(self) -> bool:
+        return any(f.carried for f in self.fields)
 
     @property
     def fields(self) -> tuple[Field, ...]:
@@ -352,12 +411,20 @@ class _Checker:
             ipath = f"{path}[{i}]"
             if isinstance(item, str):
                 choices.append(Choice(_slugify(item), item))
-            elif isinstance(item, dict) and set(item) <= {"value", "label"} and "value" in item:
+            elif isinstance(item, dict) and set(item) <= {"value", "label", "only_if"} \
+                    and "value" in item:
                 value, label = item["value"], item.get("label", item["value"])
                 if not isinstance(value, str) or not isinstance(label, str) or not value:
                     self.problem(ipath, "value and label must be non-empty strings")
                     continue
-                choices.append(Choice(value, label))
+                raw_if = item.get("only_if", [])
+                raw_if = [raw_if] if isinstance(raw_if, dict) else raw_if
+                if not isinstance(raw_if, list):
+                    self.problem(f"{ipath}.only_if", "must be a condition or a list of them")
+                    raw_if = []
+                only_if = tuple(cond for k, one in enumerate(raw_if)
+                                if (cond := self.show_if(one, f"{ipath}.only_if[{k}]")))
+                choices.append(Choice(value, label, only_if))
             else:
                 self.problem(ipath, "must be a string or a table with value and label")
         seen: set[str] = set()
@@ -396,10 +463,14 @@ class _Checker:
         if not isinstance(required, bool):
             self.problem(f"{path}.required", "must be true or false")
             required = False
+        carry = raw.get("carry")
+        if carry is not None and not isinstance(carry, bool):
+            self.problem(f"{path}.carry", "must be true or false")
+            carry = None
         kwargs: dict[str, Any] = {
             "origin": path, "key": key, "type": ftype, "label": label, "audience": audience,
             "required": required, "help": self.text(raw, "help", path),
-            "placeholder": self.text(raw, "placeholder", path),
+            "placeholder": self.text(raw, "placeholder", path), "carry": carry,
         }
         if "show_if" in raw:
             kwargs["show_if"] = self.show_if(raw["show_if"], f"{path}.show_if")
@@ -510,6 +581,11 @@ class _Checker:
         else:
             kwargs["choices"] = self.choice_list(raw["choices"], f"{path}.choices") or ()
         kwargs["max_selected"] = self.integer(raw, "max_selected", path)
+        if "prefill" in raw:
+            if raw["prefill"] != "session_categories" or depth:
+                self.problem(f"{path}.prefill", 'must be "session_categories", at the top level')
+            else:
+                kwargs["prefill"] = raw["prefill"]
 
     def _type_yesno(self, raw, path, kwargs, depth) -> None:
         pass
@@ -574,16 +650,34 @@ class _Checker:
                              f"names {f.show_if.field!r}, which is not a field at this level")
             elif f.show_if and f.show_if.field == f.key:
                 self.problem(f"{f.origin}.show_if.field", "a field cannot depend on itself")
+            for i, choice in enumerate(f.choices or ()):
+                for cond in choice.only_if:
+                    head = cond.field.split(".", 1)[0]
+                    if head not in by_key or head == f.key or (
+                            "." in cond.field and by_key[head].type != "ref"):
+                        self.problem(f"{f.origin}.choices[{i}].only_if.field",
+                                     f"names {cond.field!r}, which is not another field (or a "
+                                     "reference's field) at this level")
 
     def check_refs(self, fields: tuple[Field, ...], path: str,
                    groups: dict[str, Field]) -> None:
         """A ref names a group at this level or any enclosing one."""
         here = dict(groups)
         here.update({f.key: f for f in fields if f.type == "group"})
+        refs = {f.key: f for f in fields if f.type == "ref"}
         for f in fields:
             if f.type == "ref" and f.group and f.group not in here:
                 self.problem(f"{f.origin}.group",
                              f"names {f.group!r}, which is not a repeating group")
+            for i, choice in enumerate(f.choices or ()):
+                for cond in choice.only_if:
+                    head, _, tail = cond.field.partition(".")
+                    ref = refs.get(head)
+                    group = here.get(ref.group) if ref is not None and ref.group else None
+                    if tail and group is not None and group.subfield(tail) is None:
+                        self.problem(f"{f.origin}.choices[{i}].only_if.field",
+                                     f"names {cond.field!r}, but the rows of {group.key!r} "
+                                     f"have no field {tail!r}")
             if f.type == "group":
                 self.check_refs(f.fields, f"{f.origin}.fields", here)
 
@@ -633,7 +727,7 @@ def parse_shared(data: dict[str, Any], file: str, shared: Shared,
 
 
 TEMPLATE_KEYS = {"slug", "version", "title", "description", "category", "sections", "scores",
-                 "credit", "sample"}
+                 "credit", "sample", "requires_signed_in_course", "recall_days"}
 
 
 def parse_template(data: dict[str, Any], file: str, shared: Shared,
@@ -686,13 +780,24 @@ def parse_template(data: dict[str, Any], file: str, shared: Shared,
     if not isinstance(sample, dict):
         c.problem("sample", "must be a table of answers")
         sample = {}
+    requires = data.get("requires_signed_in_course", [])
+    if not isinstance(requires, list) or not all(isinstance(r, str) and SLUG_RE.match(r)
+                                                 for r in requires):
+        c.problem("requires_signed_in_course", "must list template slugs")
+        requires = []
+    elif slug in requires:
+        c.problem("requires_signed_in_course", "a template cannot require itself")
+    recall_days = c.integer(data, "recall_days", "")
+    if recall_days is not None and not 1 <= recall_days <= 365:
+        c.problem("recall_days", "must be between 1 and 365")
     if c.problems or version is None:
         return None, c.problems
     template = Template(
         slug=slug, version=version, title=title,
         description=c.text(data, "description", ""), category=c.text(data, "category", ""),
         sections=tuple(sections), scores=scores, credit=c.text(data, "credit", ""),
-        sample=sample, source=file)
+        sample=sample, source=file, requires_signed_in_course=tuple(requires),
+        recall_days=recall_days)
     return template, c.problems
 
 
@@ -706,7 +811,16 @@ def _parse_scores(c: _Checker, raw_scores: Any, fields: dict[str, Field]) -> tup
         if not isinstance(raw, dict):
             c.problem(path, "must be a table")
             continue
-        c.unknown_keys(raw, {"key", "label", "sum", "bands", "flags"}, path)
+        c.unknown_keys(raw, {"key", "label", "sum", "bands", "flags", "levels", "otherwise",
+                             "requires", "criteria", "met", "not_met"}, path)
+        if "criteria" in raw:
+            if criteria_score := _parse_criteria(c, raw, path, fields):
+                scores.append(criteria_score)
+            continue
+        if "levels" in raw:
+            if level_score := _parse_levels(c, raw, path, fields):
+                scores.append(level_score)
+            continue
         items = raw.get("sum")
         if not isinstance(items, list) or not items or not all(isinstance(k, str) for k in items):
             c.problem(f"{path}.sum", "must list the keys of the items to add up")
@@ -752,15 +866,114 @@ def _parse_scores(c: _Checker, raw_scores: Any, fields: dict[str, Field]) -> tup
             if not isinstance(flag, dict) or "field" not in flag or "label" not in flag:
                 c.problem(fpath, "must have field, a condition (gt or equals) and label")
                 continue
-            ops = [k for k in ("gt", "equals") if k in flag]
-            if len(ops) != 1 or not isinstance(flag["field"], str) \
-                    or flag["field"] not in fields or not isinstance(flag["label"], str) \
-                    or isinstance(flag[ops[0]], list | dict):
-                c.problem(fpath, "needs an existing field and exactly one of gt or equals")
+            c.unknown_keys(flag, {"field", "gt", "equals", "label", "risk"}, fpath)
+            if (parsed := _condition(c, flag, fpath, fields)) is None:
                 continue
-            flags.append(Flag(flag["field"], ops[0], flag[ops[0]], str(flag["label"])))
+            if not isinstance(flag["label"], str) or not isinstance(flag.get("risk", False),
+                                                                     bool):
+                c.problem(fpath, "label must be a string and risk true or false")
+                continue
+            flags.append(Flag(parsed.field, parsed.op, parsed.value, str(flag["label"]),
+                              risk=bool(flag.get("risk", False))))
         scores.append(Score(key=c.text(raw, "key", path, required=True),
                             label=c.text(raw, "label", path, required=True),
                             items=tuple(items), bands=tuple(bands), flags=tuple(flags),
                             max_total=max_total))
     return tuple(scores)
+
+
+def _parse_criteria(c: _Checker, raw: dict, path: str,
+                    fields: dict[str, Field]) -> Score | None:
+    """A rule over rating items: every criterion needs ``count`` items rated at least
+    ``rated_at_least`` (e.g. the DSM-5 rule on the PCL-5's clusters)."""
+    raw_criteria = _rule_list(c, raw, path, "criteria", "criterion")
+    if raw_criteria is None:
+        return None
+    criteria = []
+    for j, item in enumerate(raw_criteria):
+        cpath = f"{path}.criteria[{j}]"
+        if not isinstance(item, dict):
+            c.problem(cpath, "must be a table")
+            continue
+        c.unknown_keys(item, {"label", "items", "rated_at_least", "count"}, cpath)
+        keys = item.get("items")
+        if not isinstance(keys, list) or not keys or not all(
+                isinstance(k, str) and k in fields and fields[k].type == "scale" for k in keys):
+            c.problem(f"{cpath}.items", "must list rating-scale fields of this template")
+            continue
+        label = c.text(item, "label", cpath, required=True)
+        at_least = c.integer(item, "rated_at_least", cpath, required=True)
+        count = c.integer(item, "count", cpath, default=1)
+        if at_least is None or count is None or not 1 <= count <= len(keys):
+            c.problem(f"{cpath}.count", f"must be between 1 and {len(keys)}")
+            continue
+        criteria.append(Criterion(label, tuple(keys), at_least, count))
+    met, not_met = raw.get("met", "Met"), raw.get("not_met", "Not met")
+    if not isinstance(met, str) or not isinstance(not_met, str):
+        c.problem(path, "met and not_met must be strings")
+        return None
+    items = tuple(dict.fromkeys(k for cr in criteria for k in cr.items))
+    return Score(key=c.text(raw, "key", path, required=True),
+                 label=c.text(raw, "label", path, required=True), items=items, bands=(),
+                 flags=(), max_total=0, criteria=tuple(criteria), met=met, not_met=not_met)
+
+
+def _rule_list(c: _Checker, raw: dict, path: str, key: str, one: str) -> list | None:
+    """The non-empty list a rule-based score (levels, criteria) is made of; a rule-based
+    score adds nothing up, so it takes no sum, bands or flags."""
+    for other in ("sum", "bands", "flags", "levels", "criteria"):
+        if other != key and other in raw:
+            c.problem(f"{path}.{other}", f"a score with {key} takes no {other}")
+    found = raw.get(key)
+    if not isinstance(found, list) or not found:
+        c.problem(f"{path}.{key}", f"must list at least one {one}")
+        return None
+    return found
+
+
+def _condition(c: _Checker, raw: dict, path: str, fields: dict[str, Field]) -> Flag | None:
+    """``{ field = "...", gt = n }`` or ``{ field = "...", equals = value }``."""
+    ops = [k for k in ("gt", "equals") if k in raw]
+    if len(ops) != 1 or not isinstance(raw.get("field"), str) or raw["field"] not in fields \
+            or isinstance(raw[ops[0]], list | dict):
+        c.problem(path, "needs an existing field and exactly one of gt or equals")
+        return None
+    return Flag(raw["field"], ops[0], raw[ops[0]], "")
+
+
+def _parse_levels(c: _Checker, raw: dict, path: str, fields: dict[str, Field]) -> Score | None:
+    """A triage score: the first level whose conditions hold (see the authors' guide)."""
+    raw_levels = _rule_list(c, raw, path, "levels", "level")
+    if raw_levels is None:
+        return None
+    levels = []
+    for j, level in enumerate(raw_levels):
+        lpath = f"{path}.levels[{j}]"
+        if not isinstance(level, dict) or not isinstance(level.get("label"), str) \
+                or not isinstance(level.get("any"), list) or not level["any"]:
+            c.problem(lpath, "must have a label and a list `any` of conditions")
+            continue
+        c.unknown_keys(level, {"label", "any", "risk"}, lpath)
+        if not isinstance(level.get("risk", False), bool):
+            c.problem(f"{lpath}.risk", "must be true or false")
+            continue
+        conditions = []
+        for k, item in enumerate(level["any"]):
+            if not isinstance(item, dict):
+                c.problem(f"{lpath}.any[{k}]", "must be a table")
+            elif (cond := _condition(c, item, f"{lpath}.any[{k}]", fields)) is not None:
+                conditions.append(cond)
+        levels.append(Level(level["label"], tuple(conditions), bool(level.get("risk", False))))
+    requires = raw.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(k, str) and k in fields
+                                                 for k in requires):
+        c.problem(f"{path}.requires", "must list fields of this template")
+        requires = []
+    otherwise = raw.get("otherwise", "")
+    if not isinstance(otherwise, str):
+        c.problem(f"{path}.otherwise", "must be a string")
+        otherwise = ""
+    return Score(key=c.text(raw, "key", path, required=True),
+                 label=c.text(raw, "label", path, required=True), items=(), bands=(),
+                 flags=(), max_total=0, levels=tuple(levels), otherwise=otherwise,
+                 requires=tuple(requires))

@@ -63,6 +63,9 @@ def fingerprint(kind: str, course: Course, only: TherapySession | None,
                (SupervisionRelationship.ends_on >= today()))
         .order_by(User.display_name)).all()
     client = course.client
+    from ..risk import flag_for
+
+    flag = flag_for(client) if kind != "handout" else None
     payload = {
         "v": render_version(), "kind": kind, "only": only.id if only else None,
         "sheets": sheets, "printed": today().isoformat(),
@@ -74,6 +77,7 @@ def fingerprint(kind: str, course: Course, only: TherapySession | None,
         "reviews": [list(r) for r in reviews], "comments": comments,
         "clinic": current_app.config["CLINIC_NAME"],
         "vitals": current_app.config["VITALS_THRESHOLDS"],
+        "risk": [flag.label, flag.raised_at, flag.note_id, flag.followed_up_at] if flag else None,
     }
     encoded = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(encoded.encode()).hexdigest()

@@ -27,6 +27,8 @@ from .queue import enqueue_render
 
 log = logging.getLogger("kaptools.rendering")
 
+PROGRESS_EVERY_S = 0.5
+
 CAUSES = {
     "time": "It took longer than a render may take",
     "memory": "It needed more memory than a render may use",
@@ -109,8 +111,15 @@ def run_job(job_id: int) -> None:
 
 
 def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> None:
+    last = [0.0]
+
     def progress(stage: str, percent: int) -> None:
-        _update(job, stage=stage, progress=max(job.progress, percent))
+        # At most a few commits a second: each is a write the pages' database also serves
+        # (what was laid out meanwhile is committed with the next one).
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S or percent >= 90:
+            last[0] = now
+            _update(job, stage=stage, progress=max(job.progress, percent))
 
     _, _, pages = produce(doc, limits, deadline, progress, store_as=job.doc_key)
     _update(job, status=RenderStatus.DONE, progress=100, stage="Ready", pages=pages,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -52,8 +52,15 @@ def pages_of(keys: list[str]) -> dict[str, int]:
 
 
 def put(key: str, scope: str, pdf: bytes, pages: int) -> None:
-    """Store a rendered PDF (another worker may have stored the same one already)."""
+    """Store a rendered PDF (another worker may have stored the same one already).
+
+    On PostgreSQL the transaction that stores it does not wait for its write-ahead log to
+    reach the disk: a stored PDF can always be rendered again, and the megabytes of a long
+    document must not hold up the commits of the people using the pages meanwhile.
+    """
     now = utcnow()
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     try:
         with db.session.begin_nested():
             db.session.add(RenderedPdf(key=key, scope=scope, pdf=pdf, pages=pages,

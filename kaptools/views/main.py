@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from .. import lists
 from ..models import Role
+from ..risk import open_flags
 from ..timeutil import today
 from ..web import current_scope
 
@@ -24,6 +25,8 @@ def dashboard():
         "dashboard.html",
         today=today(),
         todays_sessions=lists.todays_sessions(scope, today()),
+        risk_flags=sorted(open_flags(scope.visible_client_ids()).values(),
+                          key=lambda f: f.raised_at),
         clients=lists.recent_clients(scope),
         drafts=drafts,
         draft_count=draft_count,

@@ -30,6 +30,7 @@ from ..modality import get_registry
 from ..modality.answers import (
     bounded_pairs,
     build_form,
+    carried_answers,
     collect,
     compute_scores,
     iter_errors,
@@ -78,20 +79,24 @@ def new_note(session_id: int):
                     previous.session.course_id != therapy_session.course_id:
                 abort(404)
             answers, private = _carry_forward(previous, template)
+        answers = notes.session_prefill(therapy_session, template, answers)
         note = notes.create_note(therapy_session, current_user, template, answers, private)
         db.session.commit()
         return redirect(url_for(".note", note_id=note.id))
     templates = registry.current()
-    previous = {t.slug: notes.previous_notes(therapy_session, t.slug)[:1] for t in templates}
+    previous = {t.slug: notes.previous_notes(therapy_session, t.slug)[:1]
+                if t.carries_anything else [] for t in templates}
     return render_template("notes/new.html", therapy_session=therapy_session,
                            templates=templates, previous=previous)
 
 
 def _carry_forward(previous: Note, template):
-    """Copy an earlier note's answers into the current template version."""
+    """Copy an earlier note's lasting answers (never its measurements, vitals, item
+    answers, events or logs) into the current template version."""
     old = dict(previous.answers)
     private = notes.private_answers(previous, current_user)
-    form = build_form(template, answers={**old, **private})
+    kept = carried_answers(template.fields, {**old, **private})
+    form = build_form(template, answers=kept)
     validate_note(form, complete=False)
     record, private = collect(form)
     return record, private
@@ -121,7 +126,9 @@ def note(note_id: int):
         editor_id = pending.editor_id  # this page carries on where that tab stopped
     else:
         private = notes.private_answers(found, current_user)
-        form = build_form(template, answers={**found.answers, **private})
+        # Notes written in the session since this one was started fill what is empty.
+        shown = notes.session_prefill(found.session, template, found.answers, found.id)
+        form = build_form(template, answers={**shown, **private})
         editor_id = notes.new_editor_id()
     audit.record("note.opened", obj=found, client_code=found.session.course.client.code)
     db.session.commit()
@@ -149,6 +156,10 @@ def _review_context(found: Note) -> dict:
             "supervisors": reviews.current_supervisors(current_user)
             if found.author_id == current_user.id else [],
             "sign_blocker": reviews.sign_blocker(found, current_user)
+            if found.state == NoteState.DRAFT and found.author_id == current_user.id else None,
+            "sign_refusal": notes.sign_refusal(found)
+            if found.state == NoteState.DRAFT and found.author_id == current_user.id else None,
+            "recall_warning": notes.recall_overlap(found)
             if found.state == NoteState.DRAFT and found.author_id == current_user.id else None}
 
 
@@ -172,6 +183,11 @@ def _save(found: Note, template):
         record, private = collect(form)
         try:
             notes.save_answers(found, current_user, record, private, expected, editor_id)
+            if signing and (refusal := notes.sign_refusal(found)) is not None:
+                db.session.commit()  # what was typed is kept; only the signature waits
+                session["saved_editor"] = editor_id
+                flash(f"Draft saved, but not signed. {refusal}", "error")
+                return redirect(url_for(".note", note_id=note_id))
             # Checked after saving: an approval covers only the version that was read.
             if signing and (blocker := reviews.sign_blocker(found, current_user)):
                 raise SignBlocked(blocker)
@@ -318,6 +334,10 @@ def sign(note_id: int):
         return back
     try:
         notes.sign(found, current_user, _editor_id())
+    except notes.SignRefused as refused:
+        db.session.rollback()
+        flash("The note was not signed. " + refused.message, "error")
+        return back
     except notes.UnsavedElsewhere as elsewhere:
         db.session.rollback()
         flash("The note was not signed: " + _elsewhere_message(elsewhere.pending), "error")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, selectinload
 
-from .. import audit, outcomes, reviews
+from .. import audit, outcomes, reviews, risk
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
 from ..models import Client, Course, Note, SessionKind, TherapySession
@@ -85,7 +85,7 @@ def client(client_id: int):
             "svg": outcomes.chart_uri(overview[course_.id].sessions, points),
         }
     return render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
-                           charts=charts, overview=overview)
+                           charts=charts, overview=overview, risk_flag=risk.flag_for(found))
 
 
 @bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])

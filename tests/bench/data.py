@@ -20,6 +20,8 @@ def make_course(therapist: User, sessions: int, code: str) -> Course:
                     format="intensive", starts_on=COURSE_START,
                     intentions="Synthetic benchmark data.")
     db.session.add(client)
+    db.session.flush()
+    screen_and_consent(course, therapist)
     for _ in range(sessions):
         add_signed_session(course, therapist, commit=False)
     db.session.commit()
@@ -27,6 +29,19 @@ def make_course(therapist: User, sessions: int, code: str) -> Course:
 
 
 COURSE_START = date(2026, 1, 5)
+
+
+def screen_and_consent(course: Course, therapist: User) -> None:
+    """Signed screening and consent at the start of the course (dosing records need them)."""
+    registry = get_registry()
+    sess = TherapySession(course=course, kind="preparation", session_date=COURSE_START,
+                          summary="Screening and consent")
+    db.session.add(sess)
+    db.session.flush()
+    for slug in ("medical-screening", "informed-consent"):
+        template = registry.latest(slug)
+        notes.sign(notes.create_note(sess, therapist, template, dict(template.sample), {}),
+                   therapist)
 
 
 def add_signed_session(course: Course, therapist: User, commit: bool = True) -> TherapySession:
@@ -76,7 +91,7 @@ def bench_app(folder: str):
 # own services (valid notes, signatures, reviews and audit events as in real use).
 
 SESSION_NOTES = {
-    "preparation": ["cbt-exposure-ladder"],
+    "preparation": ["medical-screening", "informed-consent", "cbt-exposure-ladder"],
     "dosing": ["kap-dosing"],
     "integration": ["integration-session", "cbt-thought-record", "emdr-target-set",
                     "ifs-parts-map", "art-script", "cbt-behavioural-experiment"],
@@ -156,7 +171,10 @@ def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya"
                 private = {f.key: record.pop(f.key) for f in template.fields
                            if f.audience == "private" and f.key in record}
                 note = notes.create_note(sess, therapist, template, record, private)
-                if (client_no + i + j) % 9:  # most notes are signed; some stay drafts
+                # Most notes are signed, some stay drafts; screening and consent are
+                # always signed (dosing records need them).
+                if (client_no + i + j) % 9 or slug in ("medical-screening",
+                                                       "informed-consent"):
                     notes.sign(note, therapist)
                 added += 1
         db.session.commit()

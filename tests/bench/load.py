@@ -257,7 +257,11 @@ def ask_pdf(base: str, opener, url: str, timeout: float = 900) -> dict:
             if status["status"] == "done":
                 pdf = opener.open(base + status["pdf"]).read()
                 status["bytes"] = len(pdf)
-                status["pages"] = pdf.count(b"/Type /Page\n") or pdf.count(b"/Type/Page")
+                import io
+
+                from pypdf import PdfReader
+
+                status["pages"] = len(PdfReader(io.BytesIO(pdf)).pages)
             return status
         time.sleep(0.5)
     return {"status": "timeout", "seconds": timeout}

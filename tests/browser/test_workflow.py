@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from kaptools.extensions import db
 from kaptools.models import Note, NoteAutosave
+from kaptools.timeutil import today
 from tests import factories
 from tests.browser.conftest import shot, sign_in
 
@@ -49,19 +51,22 @@ def test_a_therapist_documents_an_intensive_course(app, live_server, page, thera
     page.click("text=New course")
     page.fill("#title", "Winter intensive")
     page.select_option("#format", "intensive")
-    page.fill("#starts_on", "2026-12-01")
+    # Dates in the recent past: notes are signed on or after their session's day.
+    start = today() - timedelta(days=10)
+    page.fill("#starts_on", start.isoformat())
     page.fill("#intentions", "Sleep through the night; meet worry with curiosity.")
     page.click("button:has-text('Save course')")
     page.click("text=Add session")
     page.select_option("#kind", "dosing")
-    page.fill("#session_date", "2026-12-02")
+    page.fill("#session_date", (start + timedelta(days=1)).isoformat())
     page.click("button:has-text('Save session')")
     dosing_url = page.url
     page.goto(dosing_url.rsplit("/sessions", 1)[0] + "/courses/1")
     page.click("text=Add session")
     page.select_option("#kind", "integration")
-    page.fill("#session_date", "2026-12-03")
-    page.select_option("#follows_id", label="Dosing session of 02 Dec 2026")
+    page.fill("#session_date", (start + timedelta(days=2)).isoformat())
+    page.select_option("#follows_id",
+                       label=f"Dosing session of {start + timedelta(days=1):%d %b %Y}")
     page.fill("#summary", "First integration")
     page.click("button:has-text('Save session')")
     session_url = page.url

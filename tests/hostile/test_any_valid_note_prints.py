@@ -33,7 +33,9 @@ _days = itertools.count()
 def desk(app):
     """Maya signed in, with a course whose sessions the examples add notes to."""
     with app.app_context():
-        ids = factories.client_with_course(factories.user("maya"))
+        maya = factories.user("maya")
+        ids = factories.client_with_course(maya)
+        factories.screened_and_consented(ids["course"], maya)
     browser = Browser(app.test_client())
     browser.login("maya", factories.PASSWORD)
     return app, browser, ids

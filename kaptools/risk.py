@@ -1,0 +1,107 @@
+"""Risk flags that follow a client, and what must be on file before a note is signed.
+
+A signed note whose scores raise a risk flag (the PHQ-9's item 9, a positive suicide risk
+screen) flags its client; the flag shows on the dashboard, the client page, the course's
+printed cover and the supervision packet until a clinician signs a risk follow-up. Each
+signing writes one ``RiskSignal`` row, so the pages ask a small indexed table instead of
+reading every note's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, select
+
+from .extensions import db
+from .modality.answers import compute_scores
+from .modality.schema import Template
+from .models import Client, Note, NoteState, RiskSignal, TherapySession
+
+FOLLOW_UP = "risk-follow-up"
+RAISED, FOLLOWED_UP = "raised", "followed_up"
+
+
+@dataclass(frozen=True)
+class RiskFlag:
+    client_id: int
+    client_code: str
+    label: str  # what raised it, e.g. "Item 9 endorsed …" or "High risk"
+    raised_at: datetime
+    note_id: int
+    title: str  # the raising note's template title
+    followed_up_at: datetime | None  # the last follow-up, older than this flag
+
+
+def record_signing(note: Note, template: Template) -> None:
+    """Called when ``note`` is signed: remember whether it raised or answered a flag."""
+    client_id = note.session.course.client_id
+    if note.modality == FOLLOW_UP:
+        db.session.add(RiskSignal(client_id=client_id, note_id=note.id, kind=FOLLOWED_UP,
+                                  label="Risk follow-up", at=note.signed_at))
+        return
+    raised = [f"{template.title}: {score.band}" if score.is_levels else flag
+              for score in compute_scores(template, note.answers) if score.risk
+              for flag in (score.flags[:1] if score.is_levels else score.flags)]
+    if raised:
+        db.session.add(RiskSignal(client_id=client_id, note_id=note.id, kind=RAISED,
+                                  label="; ".join(raised)[:300], at=note.signed_at))
+
+
+def open_flags(client_ids: Iterable[int] | Select) -> dict[int, RiskFlag]:
+    """The open risk flag of each of these clients that has one (two queries)."""
+    live = and_(RiskSignal.note_id == Note.id, Note.state == NoteState.SIGNED)
+    latest = (select(RiskSignal.client_id,
+                     func.max(RiskSignal.at).filter(RiskSignal.kind == RAISED).label("raised"),
+                     func.max(RiskSignal.at).filter(RiskSignal.kind == FOLLOWED_UP)
+                     .label("followed"))
+              .join(Note, live)
+              .where(RiskSignal.client_id.in_(client_ids))
+              .group_by(RiskSignal.client_id))
+    open_ones = {row.client_id: row.followed for row in db.session.execute(latest)
+                 if row.raised is not None and (row.followed is None or
+                                                 row.followed < row.raised)}
+    if not open_ones:
+        return {}
+    rows = db.session.execute(
+        select(RiskSignal.client_id, RiskSignal.label, RiskSignal.at, RiskSignal.note_id,
+               Note.modality, Client.code)
+        .join(Note, live).join(Client, Client.id == RiskSignal.client_id)
+        .where(RiskSignal.client_id.in_(list(open_ones)), RiskSignal.kind == RAISED)
+        .order_by(RiskSignal.client_id, RiskSignal.at.desc()))
+    from .modality import get_registry
+
+    registry = get_registry()
+    flags: dict[int, RiskFlag] = {}
+    for row in rows:
+        if row.client_id in flags:
+            continue  # the latest raise of this client came first
+        template = registry.latest(row.modality)
+        flags[row.client_id] = RiskFlag(row.client_id, row.code, row.label, row.at,
+                                        row.note_id,
+                                        template.title if template else row.modality,
+                                        open_ones[row.client_id])
+    return flags
+
+
+def flag_for(client: Client) -> RiskFlag | None:
+    return open_flags([client.id]).get(client.id)
+
+
+def missing_before_signing(note: Note, template: Template) -> list[str]:
+    """Titles of the templates this note needs a signed note of in its course first."""
+    if not template.requires_signed_in_course:
+        return []
+    course_id = note.session.course_id
+    signed = set(db.session.scalars(
+        select(Note.modality).join(TherapySession, Note.session_id == TherapySession.id)
+        .where(TherapySession.course_id == course_id, Note.state == NoteState.SIGNED,
+               Note.modality.in_(template.requires_signed_in_course))))
+    from .modality import get_registry
+
+    registry = get_registry()
+    return [(registry.latest(slug).title if registry.latest(slug) else slug)
+            for slug in template.requires_signed_in_course if slug not in signed]
+

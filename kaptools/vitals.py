@@ -1,0 +1,112 @@
+"""Vital signs against the practice's own thresholds, lower and upper.
+
+The thresholds are the practice's protocol, never kaptools' advice: with none configured,
+nothing is marked and the printed record says that no thresholds are set. A value out of
+range is marked with a symbol and a word ("▲ high", "▼ low"), so it reads in greyscale.
+
+``VITALS_THRESHOLDS`` maps each measure to its limits, e.g.
+``{"systolic": {"min": 90, "max": 160}, "spo2": {"min": 94}}``; the older flat keys
+(``systolic_max``, ``heart_rate_max``, ``spo2_min``…) are read too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Measure key (as in the dosing record's vitals rows) → label and unit.
+MEASURES = {
+    "systolic": ("Systolic BP", "mmHg"),
+    "diastolic": ("Diastolic BP", "mmHg"),
+    "hr": ("Heart rate", "bpm"),
+    "rr": ("Respiratory rate", "breaths/min"),
+    "spo2": ("SpO₂", "%"),
+}
+_ALIASES = {"heart_rate": "hr", "respiratory_rate": "rr", "resp_rate": "rr"}
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: Any
+    status: str  # "ok", "high", "low" or "unset" (no threshold for this measure)
+
+    @property
+    def marker(self) -> str:
+        return {"high": "▲ high", "low": "▼ low"}.get(self.status, "")
+
+    @property
+    def out_of_range(self) -> bool:
+        return self.status in ("high", "low")
+
+
+def thresholds(config: Mapping[str, Any] | None) -> dict[str, dict[str, float]]:
+    """The practice's limits per measure, from either spelling; bad entries are ignored."""
+    limits: dict[str, dict[str, float]] = {}
+    for key, value in (config or {}).items():
+        if isinstance(value, Mapping):
+            measure = _ALIASES.get(key, key)
+            for bound in ("min", "max"):
+                if _number(value.get(bound)):
+                    limits.setdefault(measure, {})[bound] = value[bound]
+        elif key.endswith(("_min", "_max")) and _number(value):
+            measure, bound = key.rsplit("_", 1)
+            measure = _ALIASES.get(measure, measure)
+            limits.setdefault(measure, {})[bound] = value
+    return {m: b for m, b in limits.items() if m in MEASURES}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check(measure: str, value: Any, limits: Mapping[str, Mapping[str, float]]) -> Reading:
+    bounds = limits.get(measure)
+    if not _number(value) or not bounds:
+        return Reading(value, "unset" if not bounds else "ok")
+    if "max" in bounds and value > bounds["max"]:
+        return Reading(value, "high")
+    if "min" in bounds and value < bounds["min"]:
+        return Reading(value, "low")
+    return Reading(value, "ok")
+
+
+def describe(limits: Mapping[str, Mapping[str, float]]) -> str:
+    """The practice's thresholds in words, for the printed key."""
+    parts = []
+    for measure, (label, unit) in MEASURES.items():
+        bounds = limits.get(measure)
+        if not bounds:
+            continue
+        if "min" in bounds and "max" in bounds:
+            parts.append(f"{label} {bounds['min']:g}–{bounds['max']:g} {unit}")
+        elif "max" in bounds:
+            parts.append(f"{label} up to {bounds['max']:g} {unit}")
+        else:
+            parts.append(f"{label} from {bounds['min']:g} {unit}")
+    return "; ".join(parts)
+
+
+def baseline_check(answers: Mapping[str, Any],
+                   limits: Mapping[str, Mapping[str, float]]) -> tuple[str, list[str]]:
+    """The go / no-go reading of the baseline vitals before dosing: ("go", []),
+    ("review", [what is out of range]), ("incomplete", [what is missing]) or
+    ("unset", []) when the practice has set no thresholds."""
+    if not limits:
+        return "unset", []
+    found = {"systolic": answers.get("baseline_systolic"),
+             "diastolic": answers.get("baseline_diastolic"),
+             "hr": answers.get("baseline_hr"), "spo2": answers.get("baseline_spo2"),
+             "rr": answers.get("baseline_rr")}
+    missing = [MEASURES[m][0] for m in limits if m in found and found[m] is None]
+    out = []
+    for measure, value in found.items():
+        reading = check(measure, value, limits)
+        if reading.out_of_range:
+            label, unit = MEASURES[measure]
+            out.append(f"{label} {value:g} {unit} ({reading.marker})")
+    if out:
+        return "review", out
+    if missing:
+        return "incomplete", missing
+    return "go", []

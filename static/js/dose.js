@@ -1,0 +1,33 @@
+/* The dosing record's dose in both units (mg and mg/kg), kept up to date while typing.
+   The server writes the same line on the page; this only follows the fields. */
+(function () {
+  "use strict";
+  var out = document.querySelector("[data-dose-both]");
+  if (!out) { return; }
+  var hint = out.getAttribute("data-hint");
+
+  function number(id) {
+    var el = document.getElementById(id);
+    var text = el ? el.value.trim().replace(",", ".") : "";
+    return text ? Number(text) : NaN;
+  }
+  function fmt(value, places) { return String(Number(value.toFixed(places))); }
+
+  function update() {
+    var dose = number("dose");
+    var weight = number("body_weight_kg");
+    var unit = document.querySelector('input[name="dose_unit"]:checked');
+    unit = unit ? unit.value : "";
+    if (!isFinite(dose) || !isFinite(weight) || weight <= 0 || !unit) {
+      out.textContent = hint;
+    } else if (unit === "mg") {
+      out.textContent = fmt(dose, 2) + " mg = " + fmt(dose / weight, 2) + " mg/kg at " +
+        fmt(weight, 1) + " kg";
+    } else {
+      out.textContent = fmt(dose, 2) + " mg/kg = " + fmt(dose * weight, 1) + " mg at " +
+        fmt(weight, 1) + " kg";
+    }
+  }
+  document.addEventListener("input", update);
+  document.addEventListener("change", update);
+})();
