@@ -557,10 +557,8 @@ def test_a_behavioural_experiments_prediction_reaches_the_handout(app, maya, wor
     assert template.field("prediction").audience == "client"
     with app.app_context():
         add_note(world["integration"], "cbt-behavioural-experiment")
-    handout = " ".join(
-        re.sub(r"\s+", " ", p.extract_text() or "") for p in PdfReader(io.BytesIO(
-            wait_for_pdf(maya, f"/sessions/{world['integration']}/documents/handout.pdf")
-        )).pages)
+    handout = pdf_text_all(wait_for_pdf(
+        maya, f"/sessions/{world['integration']}/documents/handout.pdf"))
     assert "My lead will be annoyed" in handout
     assert "Saying no clearly is normal" in handout
 
@@ -603,10 +601,8 @@ def test_the_pcl5_keeps_its_instructions_and_has_a_past_week_version():
 def test_the_safety_plan_goes_home_with_every_step(app, maya, world):
     with app.app_context():
         add_note(world["integration"], "safety-plan")
-    handout = " ".join(
-        re.sub(r"\s+", " ", p.extract_text() or "") for p in PdfReader(io.BytesIO(
-            wait_for_pdf(maya, f"/sessions/{world['integration']}/documents/handout.pdf")
-        )).pages)
+    handout = pdf_text_all(wait_for_pdf(
+        maya, f"/sessions/{world['integration']}/documents/handout.pdf"))
     for text in ("Your safety plan", "1. Signs that a crisis may be building",
                  "Not answering messages for a whole day",
                  "2. Things I can do on my own", "3. People and places",
