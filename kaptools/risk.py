@@ -102,6 +102,6 @@ def missing_before_signing(note: Note, template: Template) -> list[str]:
     from .modality import get_registry
 
     registry = get_registry()
-    return [(registry.latest(slug).title if registry.latest(slug) else slug)
-            for slug in template.requires_signed_in_course if slug not in signed]
+    missing = [slug for slug in template.requires_signed_in_course if slug not in signed]
+    return [found.title if (found := registry.latest(slug)) else slug for slug in missing]
 

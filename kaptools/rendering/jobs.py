@@ -45,13 +45,6 @@ class Requested:
     job: RenderJob | None = None
 
 
-def build(kind: str, course: Course, only: TherapySession | None,
-          sheets: list[str] | None) -> Document:
-    from ..documents import build as build_doc
-
-    return build_doc(kind, course, only, sheets)
-
-
 def request_document(kind: str, course: Course, only: TherapySession | None,
                      sheets: list[str] | None, user: User) -> Requested:
     """The stored PDF of this document as it is now, or a new job that will render it.

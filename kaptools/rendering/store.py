@@ -38,19 +38,6 @@ def get(key: str, touch: bool = True) -> Stored | None:
     return found
 
 
-def has(key: str) -> bool:
-    return db.session.scalar(select(RenderedPdf.key).where(RenderedPdf.key == key)) is not None
-
-
-def pages_of(keys: list[str]) -> dict[str, int]:
-    """The page counts of the stored entries among ``keys``."""
-    if not keys:
-        return {}
-    rows = db.session.execute(select(RenderedPdf.key, RenderedPdf.pages)
-                              .where(RenderedPdf.key.in_(keys)))
-    return dict(rows.all())
-
-
 def put(key: str, scope: str, pdf: bytes, pages: int) -> None:
     """Store a rendered PDF (another worker may have stored the same one already).
 
