@@ -21,6 +21,7 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/activate
 	touch $@ $(VENV)/.installed-app
 
 demo: $(VENV)/.installed-app
+	bash .ci/system-deps app
 	$(VENV)/bin/kaptools demo --port $(PORT)
 
 test: $(VENV)/.installed-test

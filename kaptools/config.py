@@ -50,6 +50,12 @@ DEFAULTS: dict[str, object] = {
     # gives no clinical limits of its own, and the print says when none are set.
     "VITALS_THRESHOLDS": {},
     "CLINIC_NAME": "kaptools clinic",
+    # Printed on the client handout's crisis sheet; each one left empty prints a line to
+    # write the number on by hand.
+    "CLINIC_PHONE": "",
+    "CLINIC_AFTER_HOURS_PHONE": "",
+    "CRISIS_LINE": "",
+    "EMERGENCY_NUMBER": "",
     # Rendering: empty = an embedded queue (a SQLite file in the instance folder, worked
     # by `kaptools serve`); redis://host:6379/0 for a clinic network with `kaptools worker`.
     "TASK_QUEUE_URL": "",

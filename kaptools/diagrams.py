@@ -1,157 +1,178 @@
-"""Print diagrams: the IFS parts map and the EMDR SUD/VOC trajectory."""
+"""Print diagrams: the IFS parts map, laid out by Graphviz.
+
+Graphviz (its ``neato`` program, driven through the ``graphviz`` package) places the parts and
+routes the relationship lines around them: ``neato`` with Self as a hub, overlap removal by
+VPSC (compact enough for 20 parts on a page) and spline edges that avoid the shapes. Each
+node is sized by Graphviz from the measured text, so a name is never cut; a map that would
+have to be shrunk below 9 pt to fit the page is not drawn and the parts table stands alone.
+"""
 
 from __future__ import annotations
 
-import math
+import base64
+import json
+import logging
+import re
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .outcomes import svg_data_uri
+log = logging.getLogger(__name__)
 
 ROLE_COLOURS = {"manager": "#2f6b5e", "firefighter": "#b5542d", "exile": "#5a4b9b",
                 "unknown": "#6b7680"}
+ROLE_FILLS = {"manager": "#eef5f2", "firefighter": "#fbefe9", "exile": "#f1eff8",
+              "unknown": "#f3f4f5"}
 ROLE_LABELS = {"manager": "Manager", "firefighter": "Firefighter", "exile": "Exile",
-               "unknown": "Not yet known"}
-# Where each role sits around Self (angles in degrees; 0 = right, 90 = down).
-ROLE_ARCS = {"manager": (-160, -20), "firefighter": (-10, 60), "exile": (70, 150),
-             "unknown": (160, 200)}
-LINE_STYLES = {
-    "protects": 'stroke="#2f3b45" stroke-width="1.6" marker-end="url(#arrow)"',
-    "polarised": 'stroke="#b3261e" stroke-width="1.8" stroke-dasharray="7 4"',
-    "allied": 'stroke="#2f6b5e" stroke-width="1.6" stroke-dasharray="2 3"',
+               "unknown": "Role not yet known"}
+# Shape and border say the role too, so the map reads in greyscale.
+ROLE_SHAPES = {"manager": ("box", "rounded,filled"), "firefighter": ("octagon", "filled"),
+               "exile": ("ellipse", "filled"), "unknown": ("box", "rounded,dashed,filled")}
+EDGE_STYLES = {
+    "protects": {"color": "#2f3b45", "style": "solid", "penwidth": "1.6", "dir": "forward",
+                 "arrowsize": "0.9"},
+    "polarised": {"color": "#b3261e", "style": "dashed", "penwidth": "1.8", "dir": "both",
+                  "arrowhead": "tee", "arrowtail": "tee", "arrowsize": "0.7"},
+    "allied": {"color": "#2f6b5e", "style": "dotted", "penwidth": "2.2", "dir": "none"},
 }
-LINE_LABELS = {"protects": "protects (arrow points to the part protected)",
-               "polarised": "polarised with", "allied": "allied with"}
+EDGE_LEGEND = {"protects": "protects (the arrow points to the part protected)",
+               "polarised": "polarised with (dashed, bars at both ends)",
+               "allied": "allied with (dotted)"}
+FONT = "DejaVu Sans"
+NAME_PT = 10.0
+ROLE_PT = 9.0
+MIN_PRINTED_PT = 9.0
+# The printable area a map may use (print.css: .map max-width 170 mm; a page of A4 less
+# running heads), in points.
+PAGE_WIDTH_PT = 170 / 25.4 * 72
+PAGE_HEIGHT_PT = 235 / 25.4 * 72
 
 
-def _wrap(text: str, width: int = 16) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if len(line) + len(word) + 1 > width and line:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
-    return lines[:3]
+@dataclass(frozen=True)
+class PartsMap:
+    svg: bytes
+    width_pt: float
+    height_pt: float
+    alt: str
+
+    @property
+    def uri(self) -> str:
+        return "data:image/svg+xml;base64," + base64.b64encode(self.svg).decode()
+
+    @property
+    def printed_scale(self) -> float:
+        return min(1.0, PAGE_WIDTH_PT / self.width_pt, PAGE_HEIGHT_PT / self.height_pt)
 
 
-NODE_RX, NODE_RY = 58, 36
+def wrap_name(name: str, width: int = 22) -> list[str]:
+    """A part's name on lines of about ``width`` characters, every character kept."""
+    return textwrap.wrap(" ".join(name.split()), width=width, break_long_words=True,
+                         break_on_hyphens=False) or ["Part"]
 
 
-def _ellipse_radius(cos: float, sin: float) -> float:
-    """Distance from a part's centre to its outline in the direction (cos, sin)."""
-    return NODE_RX * NODE_RY / math.hypot(NODE_RY * cos, NODE_RX * sin)
+def _label(part: dict[str, Any]) -> str:
+    role = part.get("role") if part.get("role") in ROLE_LABELS else "unknown"
+    name = "<br/>".join(f"<b>{escape(line)}</b>" for line in wrap_name(str(part.get("name")
+                                                                            or "Part")))
+    return (f'<{name}<br/><font point-size="{ROLE_PT}" color="{ROLE_COLOURS[role]}">'
+            f'{escape(ROLE_LABELS[role])}</font>>')
 
 
-def ifs_map_svg(parts: list[dict[str, Any]], relationships: list[dict[str, Any]],
-                width: int = 640, height: int = 470) -> str:
-    """Self in the centre, parts around it by role, lines by relationship type."""
-    cx, cy = width / 2, height / 2 - 20
-    rx, ry = width / 2 - 90, height / 2 - 80
-    by_role: dict[str, list[dict[str, Any]]] = {}
-    for part in parts:
-        by_role.setdefault(part.get("role") or "unknown", []).append(part)
-    places: dict[str, tuple[float, float]] = {}
-    for role, members in by_role.items():
-        start, end = ROLE_ARCS.get(role, ROLE_ARCS["unknown"])
-        for i, part in enumerate(members):
-            angle = math.radians(start + (end - start) * (i + 1) / (len(members) + 1))
-            places[part["item_id"]] = (cx + rx * math.cos(angle), cy + ry * math.sin(angle))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="Source Sans 3, DejaVu Sans, sans-serif">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-           'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-           'fill="#2f3b45"/></marker></defs>',
-           f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
-    # Lines first, so the nodes sit on top.
-    for rel in relationships:
-        a, b = places.get(rel.get("from_part")), places.get(rel.get("to_part"))
-        if not a or not b:
+# Layouts tried in turn; the first that fits a page at full size is printed. Each removes
+# overlaps with VPSC (shapes never touch, the map stays compact); they differ in how the
+# initial positions are found.
+LAYOUT_MODES = ("KK", "major")
+LAYOUT_SECONDS = 20
+
+
+def layout(parts: list[dict[str, Any]], relationships: list[dict[str, Any]],
+           mode: str = LAYOUT_MODES[0]) -> PartsMap:
+    """Lay the map out with Graphviz's ``neato``, run as its own process (Graphviz's text
+    engine must not share a process with WeasyPrint's)."""
+    import graphviz
+
+    graph = graphviz.Digraph("ifs-map", engine="neato", strict=False)
+    graph.attr(mode=mode, overlap="vpsc", sep="+8", esep="+3", splines="true", start="1",
+               outputorder="edgesfirst", pad="0.08", fontname=FONT, bgcolor="white")
+    graph.attr("node", fontname=FONT, fontsize=str(NAME_PT), margin="0.1,0.05",
+               penwidth="1.8", fontcolor="#1f2a33")
+    graph.node("self", id="self", label="Self", shape="circle", fontsize="14", style="filled",
+               fillcolor="#fff6dc", color="#c98a2b", fontcolor="#6b3d00", penwidth="2")
+    # Nodes are named by position (n0, n1 …): item ids that differ only in punctuation
+    # can never merge two parts into one.
+    node_of: dict[str, str] = {}
+    for i, part in enumerate(parts):
+        node_of.setdefault(str(part.get("item_id")), f"n{i}")
+        role = part.get("role") if part.get("role") in ROLE_LABELS else "unknown"
+        shape, style = ROLE_SHAPES[role]
+        graph.node(f"n{i}", id=f"part-{_node_id(part.get('item_id') or i)}",
+                   label=_label(part), shape=shape, style=style, color=ROLE_COLOURS[role],
+                   fillcolor=ROLE_FILLS[role])
+        # Invisible spokes keep Self among the parts.
+        graph.edge("self", f"n{i}", style="invis", len="1.4", weight="0.5")
+    for j, rel in enumerate(relationships):
+        a, b = node_of.get(str(rel.get("from_part"))), node_of.get(str(rel.get("to_part")))
+        kind = rel.get("kind") if rel.get("kind") in EDGE_STYLES else "allied"
+        if a is None or b is None:
             continue
-        style = LINE_STYLES.get(rel.get("kind"), LINE_STYLES["allied"])
-        if a == b:
-            # A part in relation with itself (e.g. torn within): a loop above it.
-            x, top = a[0], a[1] - NODE_RY
-            out.append(f'<path d="M{x - 16:.1f},{top + 2:.1f} C{x - 40:.1f},{top - 44:.1f} '
-                       f'{x + 40:.1f},{top - 44:.1f} {x + 16:.1f},{top + 2:.1f}" fill="none" '
-                       f'{style}/>')
-            continue
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        dist = math.hypot(dx, dy) or 1
-        pad = _ellipse_radius(dx / dist, dy / dist) + 5
-        x1, y1 = a[0] + dx / dist * pad, a[1] + dy / dist * pad
-        x2, y2 = b[0] - dx / dist * pad, b[1] - dy / dist * pad
-        out.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" {style}/>')
-    # Self in the centre.
-    out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="46" fill="#fff6dc" stroke="#c98a2b" '
-               'stroke-width="2"/>')
-    out.append(f'<text x="{cx:.1f}" y="{cy + 6:.1f}" text-anchor="middle" font-size="18" '
-               'font-weight="700" fill="#6b3d00">Self</text>')
-    for part in parts:
-        x, y = places[part["item_id"]]
-        colour = ROLE_COLOURS.get(part.get("role") or "unknown", ROLE_COLOURS["unknown"])
-        out.append(f'<ellipse cx="{x:.1f}" cy="{y:.1f}" rx="{NODE_RX}" ry="{NODE_RY}" '
-                   f'fill="#ffffff" stroke="{colour}" stroke-width="2.2"/>')
-        lines = _wrap(str(part.get("name") or "Part"))
-        top = y - (len(lines) - 1) * 7 - 4
-        for j, line in enumerate(lines):
-            out.append(f'<text x="{x:.1f}" y="{top + j * 14:.1f}" text-anchor="middle" '
-                       f'font-size="12.5" font-weight="600" fill="#1f2a33">{escape(line)}</text>')
-        role = ROLE_LABELS.get(part.get("role") or "unknown", "")
-        out.append(f'<text x="{x:.1f}" y="{top + len(lines) * 14 + 1:.1f}" text-anchor="middle" '
-                   f'font-size="10" fill="{colour}">{escape(role)}</text>')
-    # Legend.
-    ly = height - 34
-    lx = 14
-    for kind, label in LINE_LABELS.items():
-        style = LINE_STYLES[kind]
-        out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 34}" y2="{ly}" {style}/>')
-        out.append(f'<text x="{lx + 40}" y="{ly + 4}" font-size="10.5" fill="#1f2a33">'
-                   f'{escape(label)}</text>')
-        lx += 40 + len(label) * 5.6 + 18
-    out.append("</svg>")
-    return "".join(out)
+        graph.edge(a, b, id=f"rel-{j}-{kind}", len="1.2", **EDGE_STYLES[kind])
+    # The graphviz package writes the DOT source (quoting every name and label); neato
+    # runs with a time limit of its own.
+    svg = subprocess.run(["neato", "-Tsvg"], input=graph.source.encode(), capture_output=True,
+                         check=True, timeout=LAYOUT_SECONDS).stdout
+    # The drawing's size, as Graphviz writes it on the <svg> element (points).
+    size = re.search(rb'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    return PartsMap(svg, float(size[1]), float(size[2]), describe(parts, relationships))
 
 
-def ifs_map_uri(parts, relationships) -> str:
-    return svg_data_uri(ifs_map_svg(parts, relationships).encode())
+def _node_id(value: Any) -> str:
+    """An item id as a Graphviz node name: letters, digits, - and _ only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(value))
 
 
-def emdr_trajectory_uri(answers: dict[str, Any]) -> str | None:
-    """SUD down and VOC up through one session: assessment, each SUD check, installation."""
-    import pygal
-    from pygal.style import Style
+def describe(parts: list[dict[str, Any]], relationships: list[dict[str, Any]]) -> str:
+    """The map in words, for the PDF's alternative text."""
+    names = {str(p.get("item_id")): str(p.get("name") or "Part") for p in parts}
+    by_role: dict[str, list[str]] = {}
+    for p in parts:
+        role = p.get("role") if p.get("role") in ROLE_LABELS else "unknown"
+        by_role.setdefault(role, []).append(str(p.get("name") or "Part"))
+    roles = "; ".join(f"{ROLE_LABELS[r].lower()}: {', '.join(n)}"
+                      for r, n in by_role.items())
+    words = {"protects": "protects", "polarised": "is polarised with", "allied": "is allied with"}
+    rels = [f"{names[str(r.get('from_part'))]} {words.get(r.get('kind'), 'is allied with')} "
+            f"{names[str(r.get('to_part'))]}" for r in relationships
+            if str(r.get("from_part")) in names and str(r.get("to_part")) in names]
+    text = f"Parts map around Self, {len(parts)} part{'s' if len(parts) != 1 else ''} ({roles})."
+    if rels:
+        text += " " + "; ".join(rels) + "."
+    return text
 
-    labels, sud, voc = [], [], []
-    if answers.get("sud_baseline") is not None or answers.get("voc_baseline") is not None:
-        labels.append("Assessment")
-        sud.append(answers.get("sud_baseline"))
-        voc.append(answers.get("voc_baseline"))
-    for i, item in enumerate(answers.get("bls_sets") or []):
-        if item.get("sud") is None:
-            continue
-        labels.append(f"Set {item.get('set_number', i + 1)}")
-        sud.append(item["sud"])
-        voc.append(None)
-    if answers.get("voc_before") is not None:
-        labels.append("Installation")
-        sud.append(None)
-        voc.append(answers["voc_before"])
-    if answers.get("voc_after") is not None or answers.get("sud_end") is not None:
-        labels.append("End")
-        sud.append(answers.get("sud_end"))
-        voc.append(answers.get("voc_after"))
-    if sum(v is not None for v in sud + voc) < 2:
+
+@lru_cache(maxsize=1)
+def graphviz_installed() -> bool:
+    return shutil.which("neato") is not None
+
+
+def ifs_map(parts: list[dict[str, Any]], relationships: list[dict[str, Any]]) -> PartsMap | None:
+    """The map, or None when it cannot be printed legibly on one page (the parts table
+    then stands alone). A signed map never changes: it is laid out once per process."""
+    return _ifs_map(json.dumps([parts, relationships], sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=64)
+def _ifs_map(key: str) -> PartsMap | None:
+    parts, relationships = json.loads(key)
+    if not graphviz_installed():
+        log.warning("Graphviz is not installed (Debian: apt-get install graphviz): the IFS "
+                    "parts map is left out and the parts table printed alone")
         return None
-    style = Style(background="white", plot_background="white", foreground="#1f2a33",
-                  foreground_strong="#1f2a33", foreground_subtle="#d9dee2",
-                  colors=("#b3261e", "#2f6b5e"), font_family="DejaVu Sans, sans-serif",
-                  label_font_size=11, major_label_font_size=11, legend_font_size=12)
-    chart = pygal.Line(width=620, height=250, style=style, range=(0, 10), secondary_range=(1, 7),
-                       dots_size=4, js=[], legend_at_bottom=True, include_x_axis=True,
-                       y_title="SUD (0–10)")
-    chart.x_labels = labels
-    chart.add("SUD", sud, allow_interruptions=False)
-    chart.add("VOC (1–7, right axis)", voc, secondary=True, allow_interruptions=False)
-    return svg_data_uri(chart.render())
+    for mode in LAYOUT_MODES:
+        drawn = layout(parts, relationships, mode)
+        if ROLE_PT * drawn.printed_scale >= MIN_PRINTED_PT - 0.01:
+            return drawn
+    return None

@@ -22,6 +22,7 @@ log = logging.getLogger("kaptools.markdown")
 
 ALLOWED_TAGS = {"p", "br", "em", "strong", "ul", "ol", "li", "blockquote", "code", "pre",
                 "h3", "h4", "h5", "h6", "hr"}
+_USER_HEADING = re.compile(r"<h([3-6])>(.*?)</h\1>", re.S)
 # Lists and quotes inside one another deeper than this are written as plain text.
 MAX_NESTING = 8
 # Longer texts are cut here (no field holds more than 100,000 characters).
@@ -102,4 +103,7 @@ def render_markdown(text: str | None) -> Markup:
         return _plain(text)
     cleaned = nh3.clean(html, tags=ALLOWED_TAGS, attributes={}, url_schemes=set(),
                         link_rel=None, strip_comments=True)
+    # A heading typed in a field is emphasis inside the field, not a heading of the
+    # record: as a real heading it would break the outline of the page and the PDF.
+    cleaned = _USER_HEADING.sub(r'<p class="md-heading"><strong>\2</strong></p>', cleaned)
     return Markup(cleaned)  # noqa: S704 — sanitised by nh3 just above

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
+from . import charts
 from .modality import get_registry
 from .modality.answers import compute_scores
 from .models import Course, NoteState, SessionKind
 
 MEASURES = {"gad-7": "GAD-7", "phq-9": "PHQ-9", "pcl-5": "PCL-5",
             "pcl-5-past-week": "PCL-5 (past week)"}
-# Drawn on the 0–27 chart (PCL-5, 0–80, is listed in the table of changes).
-CHARTED = ("GAD-7", "PHQ-9")
+MODALITY_OF = {name: slug for slug, name in MEASURES.items()}
 # Remission: the latest total below this, having started at or above it.
 REMISSION_BELOW = {"GAD-7": 5, "PHQ-9": 5, "PCL-5": 31}
 
@@ -65,13 +63,13 @@ class MeasureChange:
 
 
 def course_outcomes(course: Course) -> list[OutcomePoint]:
-    """Every complete GAD-7/PHQ-9 in the course, in session order."""
+    """Every complete, signed outcome measure in the course, in session order."""
     return courses_outcomes([course.id]).get(course.id, [])
 
 
 def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
     """The outcome points of several courses in one query, reading only the measures'
-    notes (never the other notes' answers)."""
+    signed notes (never the other notes' answers; a draft is not a result yet)."""
     from sqlalchemy import select
 
     from .extensions import db
@@ -85,7 +83,7 @@ def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
                Note.modality, Note.template_version, Note.answers)
         .join(Note, Note.session_id == TherapySession.id)
         .where(TherapySession.course_id.in_(course_ids), Note.modality.in_(list(MEASURES)),
-               Note.state != NoteState.ENTERED_IN_ERROR)
+               Note.state == NoteState.SIGNED)
         .order_by(TherapySession.session_date, TherapySession.id, Note.id))
     found: dict[int, list[OutcomePoint]] = {}
     for course_id, session_id, on, modality, version, answers in rows:
@@ -109,73 +107,46 @@ def changes(points: list[OutcomePoint]) -> list[MeasureChange]:
     return out
 
 
-def outcome_chart_svg(sessions, points: list[OutcomePoint], width: int = 720,
-                      height: int = 300) -> bytes | None:
-    """A line chart of GAD-7 and PHQ-9 totals by session, dosing sessions marked."""
+def scale(measure: str) -> tuple[int, tuple]:
+    """The instrument's range and cut-off bands, from its newest template."""
+    modality = MODALITY_OF[measure]
+    template = get_registry().latest(modality)
+    for score in template.scores if template else ():
+        if score.key == "total":
+            return score.max_total, score.bands
+    return 0, ()
+
+
+def course_chart(sessions, points: list[OutcomePoint]) -> charts.Chart | None:
+    """Every measure charted on a time axis over the course's sessions, dosing marked;
+    the same data gives the same chart, drawn only once."""
     if not points:
         return None
-    import pygal
-    from pygal.style import Style
-
     sessions = list(sessions)
-    labels = []
-    for sess in sessions:
-        mark = " ▲" if sess.kind == SessionKind.DOSING else ""
-        labels.append(f"{sess.session_date:%d %b}{mark}")
-    style = Style(background="white", plot_background="white", foreground="#1f2a33",
-                  foreground_strong="#1f2a33", foreground_subtle="#d9dee2",
-                  colors=("#2f6b5e", "#7a4fa0", "#c98a2b"), font_family="DejaVu Sans, sans-serif",
-                  label_font_size=11, major_label_font_size=11, legend_font_size=12,
-                  value_font_size=10, title_font_size=14)
-    chart = pygal.Line(width=width, height=height, style=style, show_dots=True, dots_size=4,
-                       x_label_rotation=35, range=(0, 27), include_x_axis=True,
-                       legend_at_bottom=True, legend_at_bottom_columns=3, js=[],
-                       disable_xml_declaration=False, print_values=False, truncate_label=-1,
-                       show_y_guides=True, y_title="Total score")
-    chart.x_labels = labels
-    for measure in CHARTED:
-        by_session = {p.session_id: p.total for p in points if p.measure == measure}
-        chart.add(measure, [by_session.get(s.id) for s in sessions], allow_interruptions=False)
-    chart.add("Dosing session ▲", [0 if s.kind == SessionKind.DOSING else None for s in sessions],
-              stroke=False, dots_size=6)
-    return chart.render()
-
-
-def chart_uri(sessions, points: list[OutcomePoint]) -> str | None:
-    """The chart as a data URI; the same data gives the same chart, drawn only once."""
-    if not any(p.measure in CHARTED for p in points):
-        return None
-    key = (tuple((s.id, s.session_date, s.kind) for s in sessions), tuple(points))
-    return _chart_uri(key)
+    return _course_chart(
+        tuple(sorted(s.session_date for s in sessions if s.kind == SessionKind.DOSING)),
+        min(s.session_date for s in sessions) if sessions else points[0].on,
+        max(s.session_date for s in sessions) if sessions else points[-1].on,
+        tuple(points))
 
 
 @lru_cache(maxsize=256)
-def _chart_uri(key) -> str | None:
-    sessions = [_Session(*s) for s in key[0]]
-    return svg_data_uri(outcome_chart_svg(sessions, list(key[1])))
-
-
-@dataclass(frozen=True)
-class _Session:
-    id: int
-    session_date: date
-    kind: str
-
-
-_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def stable_svg(svg: bytes) -> bytes:
-    """pygal names each chart with a random UUID; name it after its content instead,
-    so that the same data always gives the same document (and a PDF cache hit)."""
-    found = sorted(set(_UUID.findall(svg)))
-    for i, uuid in enumerate(found):
-        digest = hashlib.sha256(_UUID.sub(b"", svg) + bytes([i])).hexdigest()[:12]
-        svg = svg.replace(uuid, f"c{digest}".encode())
-    return svg
+def _course_chart(dosing_days, first, last, points) -> charts.Chart | None:
+    series = []
+    by_measure = {c.measure: c for c in changes(list(points))}
+    for measure in MEASURES.values():
+        found = tuple((p.on, p.total) for p in points if p.measure == measure)
+        if not found:
+            continue
+        max_total, bands = scale(measure)
+        change = by_measure.get(measure)
+        series.append(charts.Series(measure, max_total or max(p.max_total for p in points
+                                                              if p.measure == measure),
+                                    bands, found, change.markers if change else ""))
+    return charts.outcome_chart(series, list(dosing_days), first, last)
 
 
 def svg_data_uri(svg: bytes | None) -> str | None:
     if not svg:
         return None
-    return "data:image/svg+xml;base64," + base64.b64encode(stable_svg(svg)).decode()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()

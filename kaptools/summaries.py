@@ -162,6 +162,7 @@ class Document:
     sessions: list[SessionBlock]
     outcome_changes: list[outcomes.MeasureChange]
     outcome_chart: str | None
+    outcome_chart_alt: str
     clinic: str
     printed_on: date
     vitals_thresholds: dict[str, Any]
@@ -169,6 +170,20 @@ class Document:
     content_hash: str = ""
     risk_flag: Any = None  # the client's open risk flag (summaries and packets only)
     adverse_events: list[AdverseEventRow] = field(default_factory=list)
+    attention: list[AttentionItem] = field(default_factory=list)
+    # Handouts: the clinic's numbers for the crisis sheet, and the client's own words for
+    # the practice sheets that ask for them (e.g. their calm place).
+    clinic_contacts: dict[str, str] = field(default_factory=dict)
+    client_words: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    """One line of "What needs attention" on a summary's or packet's front page."""
+    category: str
+    text: str
+    where: str  # the session it is in, in words
+    anchor: str  # the id of the note or session it points to
 
 
 # ---------------------------------------------------------------------------
@@ -224,6 +239,32 @@ def _sessions_of(course: Course, only: TherapySession | None) -> list[TherapySes
     return list(db.session.scalars(query))
 
 
+def _words(text: Any) -> str:
+    return " ".join(str(text or "").split()).casefold()
+
+
+def _drop_repeated_intention(block: NoteBlock, seen: set[str]) -> None:
+    """A dosing intention carried from session to session is printed once on a handout
+    (and not at all when it is the course's own intention, printed on its first page)."""
+    if block.slug != "kap-dosing" or not block.answers.get("intention"):
+        return
+    said = _words(block.answers["intention"])
+    if said in seen:
+        block.answers = {k: v for k, v in block.answers.items() if k != "intention"}
+    seen.add(said)
+
+
+def _client_words(sessions: list[SessionBlock]) -> dict[str, str]:
+    """The client's own words for the practice sheets: the latest description of their
+    calm place (from the notes' client-visible answers)."""
+    words: dict[str, str] = {}
+    for sess in sessions:
+        for n in sess.notes:
+            if isinstance(n.answers.get("calm_place"), str) and n.answers["calm_place"].strip():
+                words["calm_place"] = n.answers["calm_place"].strip()
+    return words
+
+
 def _supervisors(course: Course) -> list[str]:
     on = today()
     therapist_id = course.client.therapist_id
@@ -277,13 +318,38 @@ def _note_block(note: Note, template: Template, kind: str) -> NoteBlock:
 
 
 def _diagrams(slug: str, answers: dict[str, Any]) -> dict[str, Any]:
-    from . import diagrams
+    """A note's drawings. One that cannot be drawn is left out (its data still prints in
+    the tables) rather than costing the note its layout."""
+    try:
+        return _draw(slug, answers)
+    except Exception:
+        log.exception("a %s diagram could not be drawn; printing the tables alone", slug)
+        return {}
+
+
+def _draw(slug: str, answers: dict[str, Any]) -> dict[str, Any]:
+    from . import charts, diagrams
 
     if slug == "ifs-parts-map" and answers.get("parts"):
-        return {"map": diagrams.ifs_map_uri(answers["parts"], answers.get("relationships", []))}
+        drawn = diagrams.ifs_map(answers["parts"], answers.get("relationships") or [])
+        if drawn is None:
+            return {"map_too_large": True}
+        return {"map": drawn.uri, "map_alt": drawn.alt, "map_width_pt": drawn.width_pt,
+                "map_legend": diagrams.EDGE_LEGEND}
     if slug == "emdr-target-set":
-        return {"trajectory": diagrams.emdr_trajectory_uri(answers)}
+        chart = charts.emdr_chart(answers)
+        return {"trajectory": chart.uri, "trajectory_alt": chart.alt} if chart else {}
     return {}
+
+
+def _date_range(course: Course, days: list[date]) -> str:
+    """The course's dates, widened to every session the document holds (a session after
+    the planned end is still in the range printed on the cover)."""
+    first = min([course.starts_on, *days])
+    last = max([d for d in (course.ends_on, *days) if d is not None], default=None)
+    if last is None or last == first:
+        return f"{first:%d %b %Y}"
+    return f"{first:%d %b %Y} – {last:%d %b %Y}"
 
 
 def build_document(kind: str, course: Course, only: TherapySession | None = None,
@@ -293,6 +359,7 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
     client = course.client
     sessions: list[SessionBlock] = []
     loaded = _sessions_of(course, only)
+    seen_intentions = {_words(course.intentions)}
     for sess in loaded:
         blocks = []
         for note in sess.notes:
@@ -302,6 +369,8 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
             if kind == HANDOUT and note.state != NoteState.SIGNED:
                 continue  # clients take home only what the therapist has signed
             block = _note_block(note, template, kind)
+            if kind == HANDOUT:
+                _drop_repeated_intention(block, seen_intentions)
             if kind == HANDOUT and not block.answers:
                 continue
             blocks.append(block)
@@ -313,13 +382,11 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
 
     points = outcomes.course_outcomes(course) if kind != HANDOUT and only is None else []
     try:
-        chart = outcomes.svg_data_uri(outcomes.outcome_chart_svg(loaded, points)) \
-            if any(p.measure in outcomes.CHARTED for p in points) else None
+        chart = outcomes.course_chart(loaded, points)
     except Exception:
         log.exception("the outcome chart of course %s could not be drawn", course.id)
         chart = None
-    dates = f"{course.starts_on:%d %b %Y}" + (f" – {course.ends_on:%d %b %Y}"
-                                              if course.ends_on else "")
+    dates = _date_range(course, [s.on for s in sessions])
     scope_label = (f"{KIND_LABELS.get(only.kind, only.kind)} session, {only.session_date:%d %b %Y}"
                    if only is not None else course.title)
     doc = Document(
@@ -328,18 +395,123 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
         course_title=course.title, course_format=str(FORMAT_LABELS.get(course.format)),
         course_dates=dates, intentions=course.intentions, therapist=client.therapist.display_name,
         supervisors=_supervisors(course) if kind != HANDOUT else [], sessions=sessions,
-        outcome_changes=outcomes.changes(points), outcome_chart=chart,
+        outcome_changes=outcomes.changes(points), outcome_chart=chart.uri if chart else None,
+        outcome_chart_alt=chart.alt if chart else "",
         clinic=str(current_app.config["CLINIC_NAME"]), printed_on=today(),
         vitals_thresholds=vitals.thresholds(current_app.config["VITALS_THRESHOLDS"]))
     if kind == HANDOUT:
         doc.practice_sheets = sheets if sheets is not None else default_sheets(doc, loaded)
+        config = current_app.config
+        doc.clinic_contacts = {key: str(config.get(setting) or "").strip() for key, setting in (
+            ("phone", "CLINIC_PHONE"), ("after_hours", "CLINIC_AFTER_HOURS_PHONE"),
+            ("crisis_line", "CRISIS_LINE"), ("emergency", "EMERGENCY_NUMBER"))}
+        doc.client_words = _client_words(sessions)
     else:
         from .risk import flag_for
 
         doc.risk_flag = flag_for(client)
         doc.adverse_events = _adverse_event_rows(sessions)
+        doc.attention = attention(doc, points)
     doc.content_hash = document_hash(doc)
     return doc
+
+
+# Measures above these totals are listed on the front page (the usual screening cut-offs:
+# moderate and above on GAD-7 and PHQ-9; the lower end of PCL-5's 31–33 cut-point).
+CUT_OFFS = {"GAD-7": 10, "PHQ-9": 10, "PCL-5": 31, "PCL-5 (past week)": 31}
+
+
+def attention(doc: Document, points: list[outcomes.OutcomePoint]) -> list[AttentionItem]:
+    """What a supervisor should see first: risk, adverse events, vitals outside the
+    practice's thresholds, measures above cut-off with their trend, unsigned drafts and
+    open review comments — each pointing at the note or session it is in."""
+    items: list[AttentionItem] = []
+    where = {s.id: f"{s.kind_label}, {s.on:%d %b %Y}" for s in doc.sessions}
+    flag = doc.risk_flag
+    if flag is not None:
+        place = next((where[s.id] for s in doc.sessions for n in s.notes if n.id == flag.note_id),
+                     f"{flag.title}, signed {flag.raised_at:%d %b %Y}, outside this document")
+        here = any(n.id == flag.note_id for s in doc.sessions for n in s.notes)
+        items.append(AttentionItem("Open risk flag",
+                                   f"{flag.label} — no risk follow-up signed since", place,
+                                   f"note-{flag.note_id}" if here else ""))
+    limits = doc.vitals_thresholds
+    for sess in doc.sessions:
+        for n in sess.notes:
+            if n.state == NoteState.ENTERED_IN_ERROR:
+                continue  # retracted: its findings are not findings
+            try:
+                items += _note_attention(doc, n, where[sess.id], limits)
+            except Exception:  # odd answers: say so rather than lose the front page
+                log.exception("note %s could not be checked for the front page", n.id)
+                items.append(AttentionItem("Could not be checked", n.title, where[sess.id],
+                                           f"note-{n.id}"))
+    for e in doc.adverse_events:
+        if e.state == NoteState.ENTERED_IN_ERROR:
+            continue
+        session = next(s for s in doc.sessions if any(n.id == e.note_id for n in s.notes))
+        severity = e.severity or "severity not recorded"
+        items.append(AttentionItem("Adverse event", f"{e.description} ({severity})",
+                                   where[session.id], f"note-{e.note_id}"))
+    for change in outcomes.changes(points):
+        cut = CUT_OFFS.get(change.measure)
+        latest = change.latest
+        if cut is None or latest.total < cut or latest.session_id not in where:
+            continue
+        trend = (f"from {change.baseline.total} on {change.baseline.on:%d %b} "
+                 f"({change.change:+d})" if change.repeated else "first measurement")
+        items.append(AttentionItem(
+            "Above cut-off", f"{change.measure} {latest.total} / {latest.max_total} "
+            f"(cut-off {cut}; {latest.band}), {trend}", where[latest.session_id],
+            f"session-{latest.session_id}"))
+    order = ["Open risk flag", "Risk", "Adverse event", "Vitals outside thresholds",
+             "Above cut-off", "Open review comments", "Unsigned draft", "Could not be checked"]
+    return sorted(items, key=lambda i: order.index(i.category))
+
+
+def _note_attention(doc: Document, n: NoteBlock, place: str,
+                    limits: dict[str, Any]) -> list[AttentionItem]:
+    items = []
+    anchor = f"note-{n.id}"
+    for sc in n.scores:
+        if sc.risk and sc.complete:
+            found = list(sc.flags) or ([sc.band] if sc.band else [])
+            items += [AttentionItem("Risk", f"{n.title}: {label}", place, anchor)
+                      for label in found]
+    if n.slug == "kap-dosing":
+        out = _vitals_out_of_range(n.answers, limits)
+        if out:
+            items.append(AttentionItem("Vitals outside thresholds", "; ".join(out), place,
+                                       anchor))
+    if n.state == NoteState.DRAFT:
+        items.append(AttentionItem("Unsigned draft", n.title, place, anchor))
+    if doc.kind == PACKET and n.comments and n.review_status and \
+            not n.review_status.endswith(("approved", "cosigned")):
+        items.append(AttentionItem(
+            "Open review comments", f"{n.title}: {len(n.comments)} review comment"
+            f"{'s' if len(n.comments) != 1 else ''} ({n.review_status})", place, anchor))
+    return items
+
+
+def _vitals_out_of_range(answers: dict[str, Any], limits: dict[str, Any]) -> list[str]:
+    out = []
+    rows = [("baseline", {"systolic": answers.get("baseline_systolic"),
+                          "diastolic": answers.get("baseline_diastolic"),
+                          "hr": answers.get("baseline_hr"), "rr": answers.get("baseline_rr"),
+                          "spo2": answers.get("baseline_spo2")})]
+    readings = answers.get("vitals")
+    rows += [(str(v.get("time") or f"reading {i + 1}"), v)
+             for i, v in enumerate(readings if isinstance(readings, list) else [])
+             if isinstance(v, dict)]
+    for when, values in rows:
+        found = []
+        for measure, (label, unit) in vitals.MEASURES.items():
+            reading = vitals.check(measure, values.get(measure), limits)
+            if reading.out_of_range:
+                found.append(f"{label} {reading.value:g}\u00a0{unit} {reading.marker}")
+        if found:
+            out.append(f"{when}: " + ", ".join(found))
+    return out
 
 
 def document_hash(doc: Document) -> str:
@@ -351,7 +523,7 @@ def document_hash(doc: Document) -> str:
         "sessions": [[s.id, s.kind, s.on.isoformat(), s.summary,
                       [[n.id, n.slug, n.version, n.state, n.answers, n.content_hash,
                         [(a.body, a.content_hash) for a in n.addenda],
-                        [(c.body, c.field_label) for c in n.comments],
+                        [(c.body, c.field_label) for c in n.comments], n.review_status,
                         [(g.kind, g.content_hash) for g in n.signatures]]
                        for n in s.notes]] for s in doc.sessions],
         "sheets": doc.practice_sheets,

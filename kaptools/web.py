@@ -68,6 +68,9 @@ def init_app(app: Flask) -> None:
             fallback={"title": "", "lines": n.plain}, n=n, doc=doc)
 
     app.jinja_env.filters["markdown"] = render_markdown
+    # A hash in groups of four, so it wraps at 9 pt and a reader can compare it by eye.
+    app.jinja_env.filters["hash_groups"] = lambda h: " ".join(
+        str(h)[i:i + 4] for i in range(0, len(str(h or "")), 4))
     app.jinja_env.globals.update(
         display_value=display_value,
         ref_titles=ref_titles,

@@ -63,7 +63,7 @@ def test_course_summary_carries_the_clinical_record(app, maya, demo):
     total = len(pages)
     for number, page in enumerate(pages, start=1):
         assert f"Page {number} of {total}" in page
-        assert "Confidential health information" in page
+        assert "Confidential health record" in page
         assert "Content SHA-256" in page
         if number > 1:
             assert "KT-0142" in page

@@ -637,9 +637,9 @@ def display_value(f: Field, value: Any, refs: dict[str, str] | None = None) -> s
         return ""
     if f.type == "scale" and f.scale:
         anchor = dict(f.scale.anchors).get(value)
-        return f"{value} / {f.scale.max}" + (f" · {anchor}" if anchor else "")
+        return f"{value}\u00a0/\u00a0{f.scale.max}" + (f" · {anchor}" if anchor else "")
     if f.type == "percent":
-        return f"{value} %"
+        return f"{value}\u00a0%"  # a number never wraps away from its unit
     if f.type == "yesno":
         return "Yes" if value else "No"
     if f.type == "choice":
@@ -652,9 +652,9 @@ def display_value(f: Field, value: Any, refs: dict[str, str] | None = None) -> s
         parsed = as_date(value)
         return parsed.strftime("%d %b %Y") if parsed else str(value)
     if f.type == "decimal":
-        return f"{value:g}" + (f" {f.unit}" if f.unit else "")
+        return f"{value:g}" + (f"\u00a0{f.unit}" if f.unit else "")
     if f.type in ("integer", "duration"):
-        return f"{value}" + (f" {f.unit}" if f.unit else "")
+        return f"{value}" + (f"\u00a0{f.unit}" if f.unit else "")
     return str(value)
 
 

@@ -11,28 +11,37 @@ from __future__ import annotations
 import io
 
 import pikepdf
-from pikepdf import Name, OutlineItem, Page, Pdf
+from pikepdf import Array, Dictionary, Name, NameTree, NumberTree, OutlineItem, Page, Pdf
 
 
-def assemble(parts: list[bytes], overlays: list[bytes], title: str) -> bytes:
+def assemble(parts: list[bytes], overlays: list[bytes], title: str,
+             keywords: str | None = None) -> bytes:
     """One PDF made of ``parts`` in order, with the pages of ``overlays`` (in order) laid
-    over them."""
-    if len(parts) == 1 and not overlays:
+    over them. Tagged parts (PDF/UA-1) make a tagged whole: their structure trees are
+    joined under one Document element, in page order. ``keywords`` (the document's
+    content hash) go into its metadata: a part is shared by many documents, so it has
+    none of its own."""
+    if len(parts) == 1 and not overlays and keywords is None:
         return parts[0]
     out = Pdf.new()
     bookmarks: list[OutlineItem] = []
     sources = []  # kept open until the result is written: its pages refer to them
+    placed = []  # (source, index of its first page in the result)
     for data in parts:
         source = Pdf.open(io.BytesIO(data))
         sources.append(source)
         start = len(out.pages)
         bookmarks += _outline(source, start)
         out.pages.extend(source.pages)
+        placed.append((source, start))
         if start == 0:
             with out.open_metadata(set_pikepdf_as_editor=False) as meta:
                 meta.load_from_docinfo(source.docinfo)
             for key, value in source.docinfo.items():
                 out.docinfo[key] = value
+    if all("/StructTreeRoot" in source.Root for source, _ in placed):
+        _join_structure(out, placed)
+    _resolve_links(out, placed)
     if overlays:
         stamps = []
         for data in overlays:
@@ -49,12 +58,178 @@ def assemble(parts: list[bytes], overlays: list[bytes], title: str) -> bytes:
         whole.children.extend(bookmarks)
         outline.root.append(whole)
     out.Root.PageMode = Name.UseOutlines
+    if keywords:
+        out.docinfo["/Keywords"] = keywords
+        with out.open_metadata(set_pikepdf_as_editor=False) as meta:
+            meta["pdf:Keywords"] = keywords
     buffer = io.BytesIO()
     out.save(buffer, compress_streams=True,
              object_stream_mode=pikepdf.ObjectStreamMode.generate)
     for source in sources:
         source.close()
     return buffer.getvalue()
+
+
+def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
+    """The parts' structure trees as one: each part's top-level elements under a single
+    Document element, their marked-content keys (StructParents) renumbered so that they
+    stay unique, and the catalog entries PDF/UA-1 asks for taken from the first part."""
+    document = out.make_indirect(Dictionary(Type=Name.StructElem, S=Name.Document, K=Array()))
+    nums = Array()
+    role_map = Dictionary()
+    next_key = 0
+    for number, (source, start) in enumerate(placed):
+        tree = source.Root.StructTreeRoot
+        offset = next_key
+        top = tree.K if isinstance(tree.K, Array) else Array([tree.K])
+        tops = {tree.objgen} | {e.objgen for e in top if isinstance(e, Dictionary)}
+        kids = []
+        for element in top:
+            inner = element.get("/K") if element.get("/S") == Name.Document else None
+            if inner is None:
+                kids.append(element)
+            else:
+                kids += list(inner) if isinstance(inner, Array) else [inner]
+        entries = list(NumberTree(tree.ParentTree).items()) if "/ParentTree" in tree else []
+        # Elements whose parent is the part's own Document or root — its top-level content,
+        # and running heads that sit in the parent tree only — are detached before copying,
+        # so that nothing above them (a second root) is copied, and hung under the one
+        # Document afterwards.
+        detached = []
+        for element in _elements(kids, entries):
+            parent = element.get("/P")
+            if isinstance(parent, Dictionary) and parent.objgen in tops:
+                del element["/P"]
+                detached.append(element)
+        _prefix_ids(_elements(kids, entries), f"p{number}-")
+        for kid in kids:
+            if isinstance(kid, Dictionary):
+                document.K.append(_copy(out, kid))
+        for element in detached:
+            _copy(out, element).P = document
+        highest = -1
+        for key, value in entries:
+            nums.append(key + offset)
+            nums.append(_copy(out, value))
+            highest = max(highest, key)
+        next_key = offset + max(highest + 1, int(tree.get("/ParentTreeNextKey", 0)))
+        for i in range(len(source.pages)):
+            page = out.pages[start + i].obj
+            if "/StructParents" in page:
+                page.StructParents = int(page.StructParents) + offset
+            for annot in page.get("/Annots", Array()):
+                if "/StructParent" in annot:
+                    annot.StructParent = int(annot.StructParent) + offset
+        for role, standard in tree.get("/RoleMap", Dictionary()).items():
+            role_map[role] = standard
+    root = out.make_indirect(Dictionary(
+        Type=Name.StructTreeRoot, K=document,
+        ParentTree=out.make_indirect(Dictionary(Nums=nums)), ParentTreeNextKey=next_key))
+    if len(role_map):
+        root.RoleMap = role_map
+    document.P = root
+    first = placed[0][0].Root
+    out.Root.StructTreeRoot = root
+    out.Root.MarkInfo = Dictionary(Marked=True)
+    out.Root.ViewerPreferences = Dictionary(DisplayDocTitle=True)
+    if "/Lang" in first:
+        out.Root.Lang = first.Lang
+    if "/Metadata" in first:  # it declares PDF/UA-1 (pdfuaid:part) and the title
+        out.Root.Metadata = out.copy_foreign(first.Metadata)
+
+
+def _elements(kids: list, entries: list) -> list[Dictionary]:
+    """Every structure element under ``kids`` and in the parent-tree ``entries``, and the
+    parents of these (a running head's container is in neither), once each."""
+    seen: set = set()
+    found: list[Dictionary] = []
+    stack = list(kids)
+    for _, value in entries:
+        stack += list(value) if isinstance(value, Array) else [value]
+    while stack:
+        element = stack.pop()
+        if not isinstance(element, Dictionary) or "/S" not in element:
+            continue
+        key = element.objgen if element.is_indirect else id(element)
+        if key in seen:
+            continue
+        seen.add(key)
+        found.append(element)
+        parent = element.get("/P")
+        if isinstance(parent, Dictionary) and parent.get("/Type") != Name.StructTreeRoot:
+            stack.append(parent)
+        inner = element.get("/K")
+        stack += list(inner) if isinstance(inner, Array) else ([inner] if inner is not None else [])
+    return found
+
+
+def _prefix_ids(elements: list[Dictionary], prefix: str) -> None:
+    """Element IDs (table headers) and the /Headers that point at them, made unique across
+    parts: each part numbers its own from scratch."""
+    for element in elements:
+        if "/ID" in element:
+            element.ID = pikepdf.String(prefix + str(element.ID))
+        attributes = element.get("/A")
+        for attribute in (attributes if isinstance(attributes, Array) else [attributes]):
+            if isinstance(attribute, Dictionary) and "/Headers" in attribute:
+                headers = attribute.Headers
+                attribute.Headers = Array([
+                    pikepdf.String(prefix + str(h))
+                    for h in (headers if isinstance(headers, Array) else [headers])])
+
+
+def _copy(out: Pdf, value):
+    """``value`` from another PDF, in ``out`` (indirect objects copied once per source, so
+    references to pages already copied land on the same pages)."""
+    if isinstance(value, (Array, Dictionary)) and not value.is_indirect:
+        if isinstance(value, Array):
+            return Array([_copy(out, item) for item in value])
+        return Dictionary({key: _copy(out, item) for key, item in value.items()})
+    if isinstance(value, pikepdf.Object) and value.is_indirect:
+        return out.copy_foreign(value)
+    return value
+
+
+# A link from one part to a place in another cannot be resolved when the part is laid out
+# on its own: the template writes it as "kaptools-goto:<anchor>", and it is pointed at the
+# anchor's page once the parts are together.
+GOTO_SCHEME = "kaptools-goto:"
+
+
+def _resolve_links(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
+    destinations = {}
+    for source, start in placed:
+        names = source.Root.get("/Names")
+        if names is None or "/Dests" not in names:
+            continue
+        index = {page.obj.objgen: i for i, page in enumerate(source.pages)}
+        for name, dest in NameTree(names.Dests).items():
+            dest = dest.get("/D", dest) if isinstance(dest, Dictionary) else dest
+            if isinstance(dest, Array) and len(dest) and isinstance(dest[0], Dictionary) \
+                    and dest[0].objgen in index:
+                page = out.pages[start + index[dest[0].objgen]].obj
+                destinations[str(name)] = Array([page, *list(dest)[1:]])
+    number = {page.obj.objgen: i + 1 for i, page in enumerate(out.pages)}
+    for page in out.pages:
+        for annot in page.obj.get("/Annots", Array()):
+            action = annot.get("/A")
+            if action is None or action.get("/S") != Name.URI:
+                continue
+            uri = str(action.get("/URI", ""))
+            if uri.startswith(GOTO_SCHEME):
+                target = destinations.get(uri[len(GOTO_SCHEME):])
+                if target is not None:
+                    annot.A = Dictionary(S=Name.GoTo, D=target)
+                    annot.Contents = pikepdf.String(f"Go to page {number[target[0].objgen]}")
+                else:
+                    del annot["/A"]  # nowhere to go: a plain entry, never a broken link
+                    annot.Contents = pikepdf.String("")
+    # The anchors stay reachable from outside too ("summary.pdf#note-12").
+    if destinations:
+        tree = NameTree.new(out)
+        for name in sorted(destinations):
+            tree[name] = destinations[name]
+        out.Root.Names = Dictionary(Dests=tree.obj)
 
 
 def _mark_as_artifact(stamp: Page) -> None:

@@ -76,6 +76,8 @@ def fingerprint(kind: str, course: Course, only: TherapySession | None,
         "notes": [list(r) for r in note_rows], "signatures": signatures, "addenda": addenda,
         "reviews": [list(r) for r in reviews], "comments": comments,
         "clinic": current_app.config["CLINIC_NAME"],
+        "contacts": [current_app.config.get(key) for key in (
+            "CLINIC_PHONE", "CLINIC_AFTER_HOURS_PHONE", "CRISIS_LINE", "EMERGENCY_NUMBER")],
         "vitals": current_app.config["VITALS_THRESHOLDS"],
         "risk": [flag.label, flag.raised_at, flag.note_id, flag.followed_up_at] if flag else None,
     }

@@ -168,7 +168,9 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
     progress("Putting the parts together", 96)
     from .assemble import assemble
 
-    pdf = assemble([pdfs[k] for k in keys], overlays, the_plan.title)
+    pdf = assemble([pdfs[k] for k in keys], overlays, the_plan.title,
+                   keywords=f"kaptools content SHA-256 {the_plan.content_hash}"
+                   if the_plan.overlay else None)  # one part (a handout) has its own
     store.put(final_key, store.DOCUMENT, pdf, page_count)
     return final_key, pdf, page_count
 

@@ -52,6 +52,7 @@ def doc_key(doc: Document) -> str:
     return _sha(json.dumps({"v": render_version(), "kind": doc.kind, "scope": doc.scope_label,
                             "content": document_hash(doc),
                             "printed": doc.printed_on.isoformat(), "clinic": doc.clinic,
+                            "contacts": doc.clinic_contacts,
                             "vitals": doc.vitals_thresholds}, sort_keys=True, default=str))
 
 
@@ -65,7 +66,7 @@ def plan(doc: Document) -> Plan:
     htmls = [render_template("print/part.html", doc=doc, part="cover", links=None)]
     htmls += [render_template("print/part.html", doc=doc, part="session", s=s, links=None)
               for s in doc.sessions]
-    parts = [PartJob(_part_key(html, False), html) for html in htmls]
+    parts = [PartJob(_part_key(html, True), html, pdf_ua=True) for html in htmls]
     return Plan(doc_key(doc), parts, overlay=True, title=doc.title,
                 content_hash=doc.content_hash)
 

@@ -104,10 +104,14 @@ class _Queue:
         return consumer
 
     def warm_up(self) -> None:
-        """Start the render children before the first job needs them."""
+        """Start the render children, and load the drawing libraries, before the first
+        job needs them."""
         from .engine import Limits, warm_up
 
         try:
+            import matplotlib.backends.backend_svg  # noqa: F401  (charts)
+            import matplotlib.figure  # noqa: F401
+
             warm_up(Limits.from_config(self.app.config))
         except Exception:  # the first job will try again and report what is wrong
             log.exception("render children could not be started ahead of time")

@@ -79,10 +79,12 @@ def client(client_id: int):
     charts = {}
     for course_ in found.courses:
         points = points_by_course.get(course_.id, [])
+        chart = outcomes.course_chart(overview[course_.id].sessions, points)
         charts[course_.id] = {
             "points": points,
             "changes": outcomes.changes(points),
-            "svg": outcomes.chart_uri(overview[course_.id].sessions, points),
+            "svg": chart.uri if chart else None,
+            "alt": chart.alt if chart else "",
         }
     return render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
                            charts=charts, overview=overview, risk_flag=risk.flag_for(found))
