@@ -55,7 +55,12 @@ class Chart:
 
     @property
     def uri(self) -> str:
-        return "data:image/svg+xml;base64," + base64.b64encode(self.svg).decode()
+        return svg_data_uri(self.svg)
+
+
+def svg_data_uri(svg: bytes) -> str:
+    """An SVG drawing as a data URI, for an <img> on a page or in print."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
 
 
 def slug(text: str) -> str:

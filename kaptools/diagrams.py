@@ -9,7 +9,6 @@ have to be shrunk below 9 pt to fit the page is not drawn and the parts table st
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
+
+from .charts import svg_data_uri
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class PartsMap:
 
     @property
     def uri(self) -> str:
-        return "data:image/svg+xml;base64," + base64.b64encode(self.svg).decode()
+        return svg_data_uri(self.svg)
 
     @property
     def printed_scale(self) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -144,9 +143,3 @@ def _course_chart(dosing_days, first, last, points) -> charts.Chart | None:
                                                               if p.measure == measure),
                                     bands, found, change.markers if change else ""))
     return charts.outcome_chart(series, list(dosing_days), first, last)
-
-
-def svg_data_uri(svg: bytes | None) -> str | None:
-    if not svg:
-        return None
-    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()

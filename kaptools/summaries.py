@@ -494,24 +494,14 @@ def _note_attention(doc: Document, n: NoteBlock, place: str,
 
 
 def _vitals_out_of_range(answers: dict[str, Any], limits: dict[str, Any]) -> list[str]:
-    out = []
-    rows = [("baseline", {"systolic": answers.get("baseline_systolic"),
-                          "diastolic": answers.get("baseline_diastolic"),
-                          "hr": answers.get("baseline_hr"), "rr": answers.get("baseline_rr"),
-                          "spo2": answers.get("baseline_spo2")})]
+    """The baseline and each reading of a dosing record with values outside the limits."""
     readings = answers.get("vitals")
+    rows = [("baseline", vitals.baseline(answers))]
     rows += [(str(v.get("time") or f"reading {i + 1}"), v)
              for i, v in enumerate(readings if isinstance(readings, list) else [])
              if isinstance(v, dict)]
-    for when, values in rows:
-        found = []
-        for measure, (label, unit) in vitals.MEASURES.items():
-            reading = vitals.check(measure, values.get(measure), limits)
-            if reading.out_of_range:
-                found.append(f"{label} {reading.value:g}\u00a0{unit} {reading.marker}")
-        if found:
-            out.append(f"{when}: " + ", ".join(found))
-    return out
+    return [f"{when}: " + ", ".join(found) for when, values in rows
+            if (found := vitals.out_of_range(values, limits))]
 
 
 def document_hash(doc: Document) -> str:

@@ -87,6 +87,25 @@ def describe(limits: Mapping[str, Mapping[str, float]]) -> str:
     return "; ".join(parts)
 
 
+def baseline(answers: Mapping[str, Any]) -> dict[str, Any]:
+    """The dosing record's baseline vitals, keyed like a row of readings."""
+    return {"systolic": answers.get("baseline_systolic"),
+            "diastolic": answers.get("baseline_diastolic"),
+            "hr": answers.get("baseline_hr"), "spo2": answers.get("baseline_spo2"),
+            "rr": answers.get("baseline_rr")}
+
+
+def out_of_range(values: Mapping[str, Any],
+                 limits: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Each value of one row of readings outside the practice's limits, in words."""
+    out = []
+    for measure, (label, unit) in MEASURES.items():
+        reading = check(measure, values.get(measure), limits)
+        if reading.out_of_range:
+            out.append(f"{label} {reading.value:g}\u00a0{unit} ({reading.marker})")
+    return out
+
+
 def baseline_check(answers: Mapping[str, Any],
                    limits: Mapping[str, Mapping[str, float]]) -> tuple[str, list[str]]:
     """The go / no-go reading of the baseline vitals before dosing: ("go", []),
@@ -94,17 +113,9 @@ def baseline_check(answers: Mapping[str, Any],
     ("unset", []) when the practice has set no thresholds."""
     if not limits:
         return "unset", []
-    found = {"systolic": answers.get("baseline_systolic"),
-             "diastolic": answers.get("baseline_diastolic"),
-             "hr": answers.get("baseline_hr"), "spo2": answers.get("baseline_spo2"),
-             "rr": answers.get("baseline_rr")}
+    found = baseline(answers)
     missing = [MEASURES[m][0] for m in limits if m in found and found[m] is None]
-    out = []
-    for measure, value in found.items():
-        reading = check(measure, value, limits)
-        if reading.out_of_range:
-            label, unit = MEASURES[measure]
-            out.append(f"{label} {value:g} {unit} ({reading.marker})")
+    out = out_of_range(found, limits)
     if out:
         return "review", out
     if missing:

@@ -98,18 +98,23 @@ def named_destinations(pdf: bytes) -> dict[str, int]:
             for name, dest in pikepdf.NameTree(doc.Root.Names.Dests).items()}
 
 
+def _course_of_one_note(sign: bool):
+    """A therapist and a course with one thought record (signed when asked); their ids."""
+    from kaptools import notes
+    from tests.factories import client_with_course, user
+
+    therapist = user("nadia")
+    ids = client_with_course(therapist)
+    if sign:
+        notes.sign(db.session.get(Note, ids["note"]), therapist)
+        db.session.commit()
+    return therapist, ids
+
+
 def test_nothing_flagged_says_so(app_factory):
     app = app_factory()
     with app.test_request_context():
-        from tests.factories import client_with_course, user
-
-        therapist = user("nadia")
-        ids = client_with_course(therapist)
-        note = db.session.get(Note, ids["note"])
-        from kaptools import notes
-
-        notes.sign(note, therapist)
-        db.session.commit()
+        _, ids = _course_of_one_note(sign=True)
         doc = documents.build("summary", db.session.get(Course, ids["course"]))
         assert doc.attention == []
         front = page_texts(documents.document_pdf(doc))[0]
@@ -121,12 +126,10 @@ def test_a_measure_above_its_cut_off_links_to_its_session(app_factory):
 
     from kaptools import notes
     from kaptools.modality import get_registry
-    from tests.factories import client_with_course, user
 
     app = app_factory()
     with app.test_request_context():
-        therapist = user("nadia")
-        ids = client_with_course(therapist)
+        therapist, ids = _course_of_one_note(sign=False)
         course = db.session.get(Course, ids["course"])
         template = get_registry().latest("phq-9")
         for days, score in ((5, 2), (19, 2)):  # 16, then 16 again: above 10 both times
