@@ -226,13 +226,11 @@ def kept_answers(note: Note, pending: PendingAutosave) -> dict[str, Any] | None:
 
 def unsaved_elsewhere(note: Note, signer: User, editor_id: str | None) -> PendingAutosave | None:
     """Another editor's kept text that the note does not hold, if any."""
+    others = [p for p in pending_autosaves(note, signer) if p.editor_id != editor_id]
+    if not others:
+        return None
     saved = {**note.answers, **private_answers(note, signer)}
-    for pending in pending_autosaves(note, signer):
-        if pending.editor_id == editor_id:
-            continue
-        if kept_answers(note, pending) != saved:
-            return pending
-    return None
+    return next((p for p in others if kept_answers(note, p) != saved), None)
 
 
 def sign_refusal(note: Note) -> str | None:

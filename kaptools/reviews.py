@@ -43,17 +43,27 @@ def current_relationships(supervisee: User, on: date | None = None
     rels = db.session.scalars(select(SupervisionRelationship).where(
         SupervisionRelationship.supervisee_id == supervisee.id,
         SupervisionRelationship.starts_on <= on,
-        or_(SupervisionRelationship.ends_on.is_(None), SupervisionRelationship.ends_on >= on)))
+        or_(SupervisionRelationship.ends_on.is_(None), SupervisionRelationship.ends_on >= on))
+        .options(joinedload(SupervisionRelationship.supervisor)))
     return list(rels)
 
 
-def current_supervisors(supervisee: User) -> list[User]:
-    return [r.supervisor for r in current_relationships(supervisee) if r.supervisor.active]
+def current_supervisors(supervisee: User,
+                        relationships: list[SupervisionRelationship] | None = None
+                        ) -> list[User]:
+    """The active supervisors of ``supervisee`` today (from ``relationships`` when the
+    caller has already read them)."""
+    if relationships is None:
+        relationships = current_relationships(supervisee)
+    return [r.supervisor for r in relationships if r.supervisor.active]
 
 
-def needs_approval_before_signing(author: User) -> bool:
-    return any(r.review_mode == ReviewMode.APPROVE_BEFORE_SIGNING
-               for r in current_relationships(author))
+def needs_approval_before_signing(author: User,
+                                  relationships: list[SupervisionRelationship] | None = None
+                                  ) -> bool:
+    if relationships is None:
+        relationships = current_relationships(author)
+    return any(r.review_mode == ReviewMode.APPROVE_BEFORE_SIGNING for r in relationships)
 
 
 def note_reviews(note: Note) -> list[Review]:
@@ -61,11 +71,14 @@ def note_reviews(note: Note) -> list[Review]:
                                    .order_by(Review.round, Review.id)))
 
 
-def sign_blocker(note: Note, author: User) -> str | None:
-    """Why this author may not sign yet (trainees need an approved review), or None."""
-    if not needs_approval_before_signing(author):
+def sign_blocker(note: Note, author: User,
+                 relationships: list[SupervisionRelationship] | None = None,
+                 history: list[Review] | None = None) -> str | None:
+    """Why this author may not sign yet (trainees need an approved review), or None.
+    ``relationships`` and ``history`` (the note's reviews) when the caller has them."""
+    if not needs_approval_before_signing(author, relationships):
         return None
-    reviews = note_reviews(note)
+    reviews = note_reviews(note) if history is None else history
     if reviews and reviews[-1].status == ReviewStatus.APPROVED:
         # The approval covers exactly the version the supervisor read.
         if reviews[-1].snapshot.get("version") == note.version:

@@ -40,6 +40,19 @@ def current_scope() -> Scope:
     return g.scope
 
 
+def shown_and_recorded(page, action: str, obj, client_code: str):
+    """Send a page that shows a clinical record once its viewing is in the audit trail.
+
+    The page is laid out first and the event recorded last, so the audit chain's lock,
+    which every writer in the clinic waits for, is held only for the event and the
+    commit; and nothing read for the page is loaded again after the commit. A page whose
+    viewing cannot be recorded is not sent (the error page says so instead).
+    """
+    audit.record(action, obj=obj, client_code=client_code)
+    db.session.commit()
+    return page
+
+
 def init_app(app: Flask) -> None:
     from .views import admin, auth, documents, main, notes, records, reviews
 

@@ -198,11 +198,13 @@ def test_the_guides_snippets_parse_as_it_says(tmp_path):
     requires = next(s for s in snippets if s.strip().startswith("requires_signed_in_course"))
     only_if = next(s for s in snippets if "only_if" in s and s.strip().startswith("choices"))
     recall = re.search(r"`(recall_days = \d+)`", guide).group(1)
+    kinds = re.search(r"`(session_kinds = \[[^]`]*\])`", guide).group(1)
     template = f"""slug = "guide-check"
 version = 1
 title = "Guide check"
 {requires}
 {recall}
+{kinds}
 [[sections]]
 key = "s"
 title = "S"
@@ -257,6 +259,7 @@ plan = false
     checked = registry.latest("guide-check")
     assert checked.requires_signed_in_course == ("medical-screening", "informed-consent")
     assert checked.recall_days == 14
+    assert checked.session_kinds == ("integration",)
     level, rule = compute_scores(checked, {"worry": 7, "plan": True, "sleep": 6,
                                            "appetite": 2})
     assert level.band == "High"
@@ -304,6 +307,7 @@ version = 1
 title = "Mistakes"
 requires_signed_in_course = ["mistakes"]
 recall_days = 400
+session_kinds = ["dosing", "party"]
 
 [[sections]]
 key = "s"
@@ -350,9 +354,43 @@ levels = [{ label = "High", any = [{ field = "missing", equals = true }] }]
     paths = {path for path, _ in found}
     assert "requires_signed_in_course" in paths
     assert ".recall_days" in paths or "recall_days" in paths
+    assert "session_kinds" in paths
     assert any(p.endswith("(worry).carry") for p in paths)
     assert any(p.endswith("(route).choices[0].only_if.field") for p in paths)
     assert "scores[0].sum" in paths  # a level score takes no sum
     assert "scores[1].criteria[0].items" in paths  # only rating items count
     assert "scores[2].levels[0].any[0]" in paths
     assert registry.latest("mistakes") is None
+
+
+def test_the_template_language_knows_every_kind_of_session():
+    from kaptools.modality.schema import SESSION_KINDS
+    from kaptools.models import SessionKind
+
+    assert set(SESSION_KINDS) == {k.value for k in SessionKind}
+
+
+@pytest.mark.parametrize("kind, first, also, not_suggested", [
+    ("integration", "integration-session",
+     ["emdr-target-set", "art-script", "ifs-parts-map", "cbt-thought-record", "phq-9"],
+     ["kap-dosing", "informed-consent"]),
+    ("dosing", "kap-dosing", ["adverse-event"], ["emdr-target-set", "phq-9"]),
+    ("preparation", "kap-preparation", ["informed-consent", "medical-screening", "gad-7"],
+     ["kap-dosing", "ifs-parts-map"]),
+    ("assessment", None, ["gad-7", "phq-9", "pcl-5", "suicide-risk-screen"],
+     ["kap-dosing", "emdr-target-set"]),
+])
+def test_the_note_chooser_offers_first_what_fits_the_session(kind, first, also,
+                                                             not_suggested):
+    registry = load_registry(builtin_dir())
+    suggested, others = registry.for_session(kind)
+    slugs = [t.slug for t in suggested]
+    if first:
+        assert slugs[0] == first, slugs
+    assert set(also) <= set(slugs), slugs
+    assert not set(not_suggested) & set(slugs), slugs
+    # Every template is offered once, the others in title order.
+    assert sorted(slugs + [t.slug for t in others]) == sorted(BUILT_IN)
+    assert [t.title for t in others] == sorted(t.title for t in others)
+    if kind == "assessment":  # the questionnaires come before the medicine and risk notes
+        assert slugs.index("phq-9") < slugs.index("suicide-risk-screen")

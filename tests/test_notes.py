@@ -234,3 +234,18 @@ def test_registry_is_loaded_in_the_app(app):
     with app.app_context():
         assert get_registry().latest("gad-7").title.startswith("GAD-7")
         assert db.session.scalar(select(User).limit(1)) is None
+
+
+def test_the_note_chooser_starts_with_what_fits_the_session_and_keeps_names(app, maya, world):
+    """On an integration session the integration note comes first, the dosing record is
+    among the other notes, and titles keep their capitals on every button."""
+    page = maya.get(f"/sessions/{world['integration']}/notes/new").get_data(as_text=True)
+    suggested, others = page.split('id="others"')
+    first_card = suggested.split('class="card modality-card"')[1]
+    assert "Integration session note" in first_card
+    assert 'aria-label="Start EMDR target set and session"' in suggested
+    assert 'aria-label="Start KAP dosing session record"' in others
+    assert "emdr target" not in page and "Start pcl" not in page
+    page = maya.get(f"/sessions/{world['dosing']}/notes/new").get_data(as_text=True)
+    first_card = page.split('id="others"')[0].split('class="card modality-card"')[1]
+    assert "KAP dosing session record" in first_card

@@ -130,3 +130,31 @@ def test_a_long_course_costs_the_same_statements_as_a_short_one(app):
             urls[kind] = f"/courses/{course}/documents/{kind}"
         counts[size] = statements_per_page(app, browser, urls)
     assert counts["short"] == counts["long"], counts
+
+
+def test_pages_that_record_a_viewing_read_everything_before_taking_the_audit_lock(app, demo):
+    """Every writer in the clinic waits for the audit chain's lock, so a page that records
+    its viewing takes it last: after the lock come only the chain head, the event and the
+    commit — no read for the page itself, and nothing reloaded after the commit."""
+    maya = Browser(app.test_client())
+    maya.login("maya", "demo-maya-lind")
+    ruth = Browser(app.test_client())
+    ruth.login("ruth", "demo-ruth-okafor")
+    urls = {name: url for name, url in pages(app).items()
+            if name in ("client", "course", "session", "note view", "note editor")}
+    with app.app_context():
+        review = db.session.scalar(select(Review.id))
+    checked = {}
+    for browser, batch in ((maya, urls), (ruth, {"review": f"/reviews/{review}"})):
+        for name, url in batch.items():
+            browser.get(url)
+            with counting(app) as seen:
+                assert browser.get(url).status_code == 200
+            words = [" ".join(s.split()[:3]).upper() for s in seen]
+            locked = next(i for i, w in enumerate(words) if w.startswith("UPDATE AUDIT_CHAIN"))
+            after = words[locked + 1:]
+            checked[name] = after
+            assert len(after) == 2, (name, after)
+            assert after[0].startswith("SELECT AUDIT_EVENT.HASH"), (name, after)
+            assert after[1].startswith("INSERT INTO AUDIT_EVENT"), (name, after)
+    assert len(checked) == 6

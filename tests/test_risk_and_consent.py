@@ -404,8 +404,8 @@ def test_start_from_never_copies_measurements_vitals_items_or_events(app, maya, 
         assert answers["nc"] == REGISTRY.latest("emdr-target-set").sample["nc"]
     # A questionnaire carries nothing, so the chooser does not offer to start from one.
     page = maya.get(f"/sessions/{later_id}/notes/new").get_data(as_text=True)
-    phq_card = page.split("PHQ-9 depression questionnaire</h2>")[1].split("</section>")[0]
-    assert "Start from" not in phq_card
+    phq_actions = page.split('id="t-phq-9"')[1].split('class="actions">')[1].split("</div>")[0]
+    assert "Start" in phq_actions and "Start from" not in phq_actions
     copy = start_from(maya, later_id, "phq-9", phq)
     with app.app_context():
         assert not any(k.startswith("q") for k in db.session.get(Note, copy).answers)

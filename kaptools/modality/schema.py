@@ -239,6 +239,9 @@ class Template:
     requires_signed_in_course: tuple[str, ...] = ()
     # A questionnaire's recall period: repeating it sooner overlaps the answers.
     recall_days: int | None = None
+    # The kinds of session this note is usually written in: the note chooser offers it
+    # first there ("preparation", "dosing", "integration", "assessment").
+    session_kinds: tuple[str, ...] = ()
 
     @property
     def carries_anything(self) -> bool:
@@ -727,7 +730,9 @@ def parse_shared(data: dict[str, Any], file: str, shared: Shared,
 
 
 TEMPLATE_KEYS = {"slug", "version", "title", "description", "category", "sections", "scores",
-                 "credit", "sample", "requires_signed_in_course", "recall_days"}
+                 "credit", "sample", "requires_signed_in_course", "recall_days",
+                 "session_kinds"}
+SESSION_KINDS = ("preparation", "dosing", "integration", "assessment")
 
 
 def parse_template(data: dict[str, Any], file: str, shared: Shared,
@@ -790,6 +795,10 @@ def parse_template(data: dict[str, Any], file: str, shared: Shared,
     recall_days = c.integer(data, "recall_days", "")
     if recall_days is not None and not 1 <= recall_days <= 365:
         c.problem("recall_days", "must be between 1 and 365")
+    kinds = data.get("session_kinds", [])
+    if not isinstance(kinds, list) or not all(k in SESSION_KINDS for k in kinds):
+        c.problem("session_kinds", "must list session kinds: " + ", ".join(SESSION_KINDS))
+        kinds = []
     if c.problems or version is None:
         return None, c.problems
     template = Template(
@@ -797,7 +806,7 @@ def parse_template(data: dict[str, Any], file: str, shared: Shared,
         description=c.text(data, "description", ""), category=c.text(data, "category", ""),
         sections=tuple(sections), scores=scores, credit=c.text(data, "credit", ""),
         sample=sample, source=file, requires_signed_in_course=tuple(requires),
-        recall_days=recall_days)
+        recall_days=recall_days, session_kinds=tuple(kinds))
     return template, c.problems
 
 

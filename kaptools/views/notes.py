@@ -38,7 +38,7 @@ from ..modality.answers import (
     validate_note,
 )
 from ..models import Note, NoteState, Signature
-from ..web import current_scope
+from ..web import current_scope, shown_and_recorded
 
 bp = Blueprint("notes", __name__)
 log = logging.getLogger("kaptools.notes")
@@ -83,11 +83,14 @@ def new_note(session_id: int):
         note = notes.create_note(therapy_session, current_user, template, answers, private)
         db.session.commit()
         return redirect(url_for(".note", note_id=note.id))
-    templates = registry.current()
+    suggested, others = registry.for_session(therapy_session.kind)
     previous = {t.slug: notes.previous_notes(therapy_session, t.slug)[:1]
-                if t.carries_anything else [] for t in templates}
-    return render_template("notes/new.html", therapy_session=therapy_session,
-                           templates=templates, previous=previous)
+                if t.carries_anything else [] for t in suggested + others}
+    # Cards for the notes this kind of session is mainly for; a list for the rest.
+    main = [t for t in suggested if t.session_kinds[0] == therapy_session.kind]
+    return render_template("notes/new.html", therapy_session=therapy_session, main=main,
+                           also=[t for t in suggested if t not in main], others=others,
+                           previous=previous)
 
 
 def _carry_forward(previous: Note, template):
@@ -130,10 +133,9 @@ def note(note_id: int):
         shown = notes.session_prefill(found.session, template, found.answers, found.id)
         form = build_form(template, answers={**shown, **private})
         editor_id = notes.new_editor_id()
-    audit.record("note.opened", obj=found, client_code=found.session.course.client.code)
-    db.session.commit()
-    return _editor(found, template, form, editor_id,
-                   restored_at=pending.saved_at if pending else None)
+    return shown_and_recorded(_editor(found, template, form, editor_id,
+                                      restored_at=pending.saved_at if pending else None),
+                              "note.opened", found, found.session.course.client.code)
 
 
 def _editor(found: Note, template, form, editor_id: str, status: int = 200, **page):
@@ -151,16 +153,16 @@ def _review_context(found: Note) -> dict:
     """The latest review of a note, its comments by field, and who could review it."""
     history = reviews.note_reviews(found)
     latest = history[-1] if history else None
+    mine = found.author_id == current_user.id
+    my_draft = mine and found.state == NoteState.DRAFT
+    relationships = reviews.current_relationships(current_user) if mine else []
     return {"latest_review": latest,
             "field_comments": reviews.comments_by_field(latest) if latest else {},
-            "supervisors": reviews.current_supervisors(current_user)
-            if found.author_id == current_user.id else [],
-            "sign_blocker": reviews.sign_blocker(found, current_user)
-            if found.state == NoteState.DRAFT and found.author_id == current_user.id else None,
-            "sign_refusal": notes.sign_refusal(found)
-            if found.state == NoteState.DRAFT and found.author_id == current_user.id else None,
-            "recall_warning": notes.recall_overlap(found)
-            if found.state == NoteState.DRAFT and found.author_id == current_user.id else None}
+            "supervisors": reviews.current_supervisors(current_user, relationships),
+            "sign_blocker": reviews.sign_blocker(found, current_user, relationships, history)
+            if my_draft else None,
+            "sign_refusal": notes.sign_refusal(found) if my_draft else None,
+            "recall_warning": notes.recall_overlap(found) if my_draft else None}
 
 
 def _editor_id() -> str:
@@ -296,18 +298,17 @@ def _refuse_locked(found: Note, template):
 
 
 def _show(found: Note, template, status: int = 200, **forms):
-    audit.record("note.viewed", obj=found, client_code=found.session.course.client.code)
-    db.session.commit()
     forms.setdefault("addendum_form", AddendumForm(formdata=None))
     forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
-    return render_template(
+    return shown_and_recorded(render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=notes.private_answers(found, current_user),
         scores=compute_scores(template, found.answers), hash_check=notes.verify_hash(found),
         is_author=found.author_id == current_user.id,
         cosignatures=[s for s in found_signatures(found) if s.kind == "cosign"],
         saved_editor=session.pop("saved_editor", None), **forms,
-        **_review_context(found)), status
+        **_review_context(found)), "note.viewed", found,
+        found.session.course.client.code), status
 
 
 @bp.post("/notes/<int:note_id>/sign")

@@ -13,7 +13,7 @@ from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
 from ..models import Client, Course, Note, SessionKind, TherapySession
 from ..overview import course_overviews
-from ..web import current_scope
+from ..web import current_scope, shown_and_recorded
 
 bp = Blueprint("records", __name__)
 
@@ -71,8 +71,6 @@ def client(client_id: int):
     scope = current_scope()
     found = scope.client(client_id, joinedload(Client.therapist),
                          selectinload(Client.courses))
-    audit.record("client.viewed", obj=found, client_code=found.code)
-    db.session.commit()
     course_ids = [c.id for c in found.courses]
     overview = course_overviews(course_ids)
     points_by_course = outcomes.courses_outcomes(course_ids)
@@ -86,8 +84,10 @@ def client(client_id: int):
             "svg": chart.uri if chart else None,
             "alt": chart.alt if chart else "",
         }
-    return render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
-                           charts=charts, overview=overview, risk_flag=risk.flag_for(found))
+    return shown_and_recorded(
+        render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
+                        charts=charts, overview=overview, risk_flag=risk.flag_for(found)),
+        "client.viewed", found, found.code)
 
 
 @bp.route("/clients/<int:client_id>/edit", methods=["GET", "POST"])
@@ -135,14 +135,14 @@ def course(course_id: int):
     """Show a course as its arc of sessions."""
     scope = current_scope()
     found = scope.course(course_id, _sessions(Course.sessions))
-    audit.record("course.viewed", obj=found, client_code=found.client.code)
-    db.session.commit()
     history = reviews.course_reviews(found)
-    return render_template("courses/detail.html", course=found,
-                           can_edit=scope.owns(found.client),
-                           supervisors=reviews.current_supervisors(current_user)
-                           if scope.owns(found.client) else [],
-                           latest_review=history[-1] if history else None)
+    return shown_and_recorded(
+        render_template("courses/detail.html", course=found,
+                        can_edit=scope.owns(found.client),
+                        supervisors=reviews.current_supervisors(current_user)
+                        if scope.owns(found.client) else [],
+                        latest_review=history[-1] if history else None),
+        "course.viewed", found, found.client.code)
 
 
 @bp.route("/courses/<int:course_id>/edit", methods=["GET", "POST"])
@@ -203,10 +203,10 @@ def therapy_session(session_id: int):
     found = scope.therapy_session(session_id, joinedload(TherapySession.follows),
                                   selectinload(TherapySession.notes).options(
                                       defer(Note.answers), joinedload(Note.author)))
-    audit.record("session.viewed", obj=found, client_code=found.course.client.code)
-    db.session.commit()
-    return render_template("sessions/detail.html", therapy_session=found,
-                           can_edit=scope.owns(found.course.client))
+    return shown_and_recorded(
+        render_template("sessions/detail.html", therapy_session=found,
+                        can_edit=scope.owns(found.course.client)),
+        "session.viewed", found, found.course.client.code)
 
 
 @bp.route("/sessions/<int:session_id>/edit", methods=["GET", "POST"])

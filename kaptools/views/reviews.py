@@ -6,13 +6,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import audit, notes, reviews
+from .. import notes, reviews
 from ..extensions import db
 from ..forms import CommentForm, ReviewFilterForm
 from ..modality import get_registry
 from ..modality.answers import compute_scores
 from ..models import Review, ReviewStatus, User
-from ..web import current_scope
+from ..web import current_scope, shown_and_recorded
 from .notes import template_of
 
 bp = Blueprint("reviews", __name__)
@@ -77,15 +77,14 @@ def _render_review(found: Review, rejected: dict | None = None, status: int = 20
     rounds = reviews.note_reviews(note)
     earlier = [r for r in rounds if r.round < found.round]
     changes = reviews.diff(template, earlier[-1].snapshot, found.snapshot) if earlier else None
-    audit.record("review.viewed", obj=found, client_code=note.session.course.client.code)
-    db.session.commit()
-    return render_template(
+    return shown_and_recorded(render_template(
         "reviews/review.html", review=found, note=note, template=template,
         answers=found.snapshot.get("answers", {}), current=note.answers,
         comments=reviews.comments_by_field(found), changes=changes, rounds=rounds,
         is_reviewer=found.reviewer_id == current_user.id,
         scores=compute_scores(template, found.snapshot.get("answers", {})),
-        hash_check=notes.verify_hash(note), rejected=rejected), status
+        hash_check=notes.verify_hash(note), rejected=rejected),
+        "review.viewed", found, note.session.course.client.code), status
 
 
 @bp.post("/reviews/<int:review_id>/comments")
@@ -141,12 +140,12 @@ def _course_review(found: Review, rejected: dict | None = None, status: int = 20
         template = registry.get(entry["modality"], entry["version"])
         if template is not None:
             entries.append({"id": note_id, "entry": entry, "template": template})
-    audit.record("review.viewed", obj=found, client_code=course.client.code)
-    db.session.commit()
-    return render_template("reviews/course_review.html", review=found, course=course,
-                           entries=entries, comments=reviews.comments_by_field(found),
-                           changes=changes, is_reviewer=found.reviewer_id == current_user.id,
-                           rejected=rejected), status
+    return shown_and_recorded(
+        render_template("reviews/course_review.html", review=found, course=course,
+                        entries=entries, comments=reviews.comments_by_field(found),
+                        changes=changes, is_reviewer=found.reviewer_id == current_user.id,
+                        rejected=rejected),
+        "review.viewed", found, course.client.code), status
 
 
 @bp.post("/courses/<int:course_id>/submit")

@@ -74,7 +74,7 @@ def test_a_therapist_documents_an_intensive_course(app, live_server, page, thera
 
     # CBT thought record: 3 moods and 4 automatic thoughts -------------------
     page.click("text=Add a note")
-    page.click("button:has-text('Start cbt thought record')")
+    page.get_by_role("button", name="Start CBT thought record (seven columns)", exact=True).click()
     page.fill("#situation", "Sunday evening, an email titled 'Quick chat tomorrow'.")
     add_rows(page, "moods", 3)
     for i, (mood, before, after) in enumerate([("Anxiety", 85, 40), ("Shame", 50, 20),
@@ -107,7 +107,7 @@ def test_a_therapist_documents_an_intensive_course(app, live_server, page, thera
     # EMDR: a target and 5 BLS sets, SUD falling -------------------------------
     page.goto(session_url)
     page.click("text=Add a note")
-    page.click("button:has-text('Start emdr target set and session')")
+    page.get_by_role("button", name="Start EMDR target set and session", exact=True).click()
     page.fill("#targets-0-label", "Failed exam at 16")
     pick(page, "targets-0-prong", "past")
     page.click("button:has-text('Save draft')")
@@ -135,7 +135,7 @@ def test_a_therapist_documents_an_intensive_course(app, live_server, page, thera
     # IFS: 4 parts, then 3 relationships between them --------------------------
     page.goto(session_url)
     page.click("text=Add a note")
-    page.click("button:has-text('Start ifs parts map')")
+    page.get_by_role("button", name="Start IFS parts map", exact=True).click()
     add_rows(page, "parts", 4)
     parts = [("The Planner", "manager"), ("The Critic", "manager"),
              ("The Scroller", "firefighter"), ("Little one", "exile")]
