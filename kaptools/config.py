@@ -50,6 +50,11 @@ DEFAULTS: dict[str, object] = {
     # gives no clinical limits of its own, and the print says when none are set.
     "VITALS_THRESHOLDS": {},
     "CLINIC_NAME": "kaptools clinic",
+    # Where the clinic is: every date and time is shown in this zone and "today" is its
+    # date (an IANA name, e.g. "Europe/London", "America/Los_Angeles"); and the
+    # convention dates are written in (a Babel locale).
+    "CLINIC_TIMEZONE": "UTC",
+    "CLINIC_LOCALE": "en_GB",
     # Printed on the client handout's crisis sheet; each one left empty prints a line to
     # write the number on by hand.
     "CLINIC_PHONE": "",
@@ -93,9 +98,31 @@ def load_config(app: Flask, test_config: dict[str, object] | None) -> None:
     if not url:
         url = "sqlite:///" + str(Path(app.instance_path) / "kaptools.sqlite3")
     app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(url)
+    _check_clinic_zone(app)
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(
         hours=int(app.config["SESSION_ABSOLUTE_HOURS"])
     )
+
+
+def _check_clinic_zone(app: Flask) -> None:
+    """Refuse to start with a time zone or locale that does not exist, naming it."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from babel import Locale, UnknownLocaleError
+
+    name = str(app.config.get("CLINIC_TIMEZONE") or "UTC")
+    try:
+        from .timeutil import zone
+
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RuntimeError(f"CLINIC_TIMEZONE {name!r} is not a time zone; use an IANA name "
+                           "such as 'Europe/London' or 'America/Los_Angeles'") from None
+    try:
+        Locale.parse(str(app.config.get("CLINIC_LOCALE") or "en_GB"))
+    except (UnknownLocaleError, ValueError):
+        raise RuntimeError(f"CLINIC_LOCALE {app.config.get('CLINIC_LOCALE')!r} is not a "
+                           "locale; use e.g. 'en_GB' or 'en_US'") from None
 
 
 def _load_toml(handle) -> dict[str, object]:

@@ -32,7 +32,7 @@ from .modality.answers import (
 )
 from .modality.schema import Field, Template
 from .models import Course, Note, NoteState, Signature, SupervisionRelationship, TherapySession
-from .timeutil import today
+from .timeutil import DATE, shown, today
 
 log = logging.getLogger("kaptools.summaries")
 
@@ -430,7 +430,7 @@ def attention(doc: Document, points: list[outcomes.OutcomePoint]) -> list[Attent
     flag = doc.risk_flag
     if flag is not None:
         place = next((where[s.id] for s in doc.sessions for n in s.notes if n.id == flag.note_id),
-                     f"{flag.title}, signed {flag.raised_at:%d %b %Y}, outside this document")
+                     f"{flag.title}, signed {shown(flag.raised_at, DATE)}, outside this document")
         here = any(n.id == flag.note_id for s in doc.sessions for n in s.notes)
         items.append(AttentionItem("Open risk flag",
                                    f"{flag.label} — no risk follow-up signed since", place,

@@ -15,6 +15,7 @@ from .access import Scope
 from .dosing import dose_in_both_units
 from .extensions import db, login_manager
 from .forms import FORMAT_LABELS, KIND_LABELS, REVIEW_MODE_LABELS, ROLE_LABELS
+from .timeutil import shown
 
 ERROR_MESSAGES = {
     400: ("The request could not be understood", "Go back, reload the page and try again."),
@@ -81,6 +82,8 @@ def init_app(app: Flask) -> None:
             fallback={"title": "", "lines": n.plain}, n=n, doc=doc)
 
     app.jinja_env.filters["markdown"] = render_markdown
+    # A stored moment in the clinic's time zone: {{ x|when }}, {{ x|when("d MMM y") }}.
+    app.jinja_env.filters["when"] = shown
     # A hash in groups of four, so it wraps at 9 pt and a reader can compare it by eye.
     app.jinja_env.filters["hash_groups"] = lambda h: " ".join(
         str(h)[i:i + 4] for i in range(0, len(str(h or "")), 4))

@@ -293,3 +293,22 @@ def test_a_render_over_its_limits_names_the_cause_and_offers_sessions(app, maya,
     with app.app_context():
         assert db.session.scalar(select(User).where(User.username == "maya")) is not None
         assert db.session.get(TherapySession, demo["sessions"][0]) is not None
+
+
+def test_a_session_handout_offers_its_choice_of_sheets(app, maya, demo):
+    """The session page leads to a sheet chooser for that session's handout; the chosen
+    sheets (and only they) are in the preview and its PDF link; PDFs open in a new tab and
+    the preview leads back into the app."""
+    session_id = demo["sessions"][3]
+    page = maya.get(f"/sessions/{session_id}").get_data(as_text=True)
+    assert f"/sessions/{session_id}/handout-sheets" in page
+    assert re.search(r'documents/summary\.pdf" target="_blank" rel="noopener"', page)
+    chooser = maya.get(f"/sessions/{session_id}/handout-sheets").get_data(as_text=True)
+    assert f'action="/sessions/{session_id}/documents/handout"' in chooser
+    assert 'value="grounding_54321"' in chooser and 'value="box_breathing"' in chooser
+    preview = maya.get(f"/sessions/{session_id}/documents/handout?sheet=box_breathing"
+                       ).get_data(as_text=True)
+    assert "Box breathing" in preview and "5-4-3-2-1 grounding" not in preview
+    assert f"/sessions/{session_id}/documents/handout.pdf?sheet=box_breathing" in preview
+    assert 'href="/">kaptools</a>' in preview and "Back to the record" in preview
+    assert maya.get("/sessions/999999/handout-sheets").status_code == 404

@@ -249,3 +249,14 @@ def test_the_note_chooser_starts_with_what_fits_the_session_and_keeps_names(app,
     page = maya.get(f"/sessions/{world['dosing']}/notes/new").get_data(as_text=True)
     first_card = page.split('id="others"')[0].split('class="card modality-card"')[1]
     assert "KAP dosing session record" in first_card
+
+
+def test_a_long_note_has_a_map_of_its_sections_and_one_markdown_hint(app, maya, world):
+    emdr = load_registry(builtin_dir()).latest("emdr-target-set")
+    page = maya.get(new_note(maya, world["integration"], "emdr-target-set")).get_data(
+        as_text=True)
+    links = re.findall(r'<a href="#(section-[\w-]+)">', page.split('class="note-map"')[1]
+                       .split("</nav>")[0])
+    assert links == [f"section-{s.key}" for s in emdr.sections]
+    assert all(f'id="{anchor}"' in page for anchor in links)
+    assert page.count("take Markdown") == 1 and page.count("lists with") == 1

@@ -95,6 +95,9 @@ def test_the_whole_review_cycle(app, world):
     assert "June review too." in page and "Last review was positive. The manager" in page
     assert "Note state" in page
 
+    # A signed note's review ends in co-signing, the one primary action offered.
+    assert f"/reviews/{second.id}/approve" not in page
+    assert f"/reviews/{second.id}/cosign" in page
     # Co-sign: a separate signature with its own time and hash, shown on the PDF.
     assert ruth.post(f"/reviews/{second.id}/cosign").status_code == 302
     with app.app_context():
@@ -117,6 +120,14 @@ def test_the_whole_review_cycle(app, world):
     assert {"review.submitted", "review.commented", "review.returned", "review.cosigned",
             "review.viewed", "note.signed", "document.downloaded"} <= actions
 
+    # Finished: the queue shows what waits by default, and "All" still finds it.
+    assert f"/reviews/{second.id}\"" not in ruth.get("/reviews").get_data(as_text=True)
+    assert f"/reviews/{second.id}\"" in ruth.get("/reviews?status=").get_data(as_text=True)
+    # A co-signed note is not offered for review again until an addendum follows.
+    assert "Send for review" not in maya.get(f"/notes/{note_id}").get_data(as_text=True)
+    maya.post(f"/notes/{note_id}/addenda", {"body": "The June review was in writing."})
+    assert "Send for review" in maya.get(f"/notes/{note_id}").get_data(as_text=True)
+
 
 def test_a_trainee_signs_only_after_approval(app, world):
     with app.app_context():
@@ -126,13 +137,22 @@ def test_a_trainee_signs_only_after_approval(app, world):
         db.session.commit()
     maya, ruth = browser_for(app, "maya"), browser_for(app, "ruth")
     url = f"/notes/{world['note']}"
-    payload = form_payload(CBT, {k: v for k, v in CBT.sample.items() if k != "process_notes"},
-                           action="sign")
+    # One optional answer is left empty: the supervisor is offered no comment on it.
+    kept = {k: v for k, v in CBT.sample.items() if k not in ("process_notes", "evidence_for")}
+    assert maya.post(url, form_payload(CBT, kept)).status_code == 302
+    payload = form_payload(CBT, kept, version=2, action="sign")
     resp = maya.post(url, payload)
     assert resp.status_code == 422 and "requires approval before signing" in \
         resp.get_data(as_text=True)
     submit(maya, world["note"], world["ruth"])
     review = latest_review(app, world["note"])
+    # A draft's review ends in one clear action: approve (there is nothing to co-sign yet),
+    # and only answered fields are offered for a comment.
+    page = ruth.get(f"/reviews/{review.id}").get_data(as_text=True)
+    assert "action='approve'" not in page and f"/reviews/{review.id}/approve" in page
+    assert f"/reviews/{review.id}/cosign" not in page
+    assert "Comment on “What was happening”" in page
+    assert f"Comment on “{CBT.field('evidence_for').label}”" not in page
     ruth.post(f"/reviews/{review.id}/approve")
     assert maya.post(url, payload).status_code == 302
     with app.app_context():

@@ -248,6 +248,13 @@ class Template:
         return any(f.carried for f in self.fields)
 
     @property
+    def has_longtext(self) -> bool:
+        """Whether any box of the note, in a row or not, takes Markdown."""
+        def walk(fields) -> bool:
+            return any(f.type == "longtext" or walk(f.fields) for f in fields)
+        return walk(self.fields)
+
+    @property
     def fields(self) -> tuple[Field, ...]:
         return tuple(f for s in self.sections for f in s.fields)
 

@@ -79,6 +79,9 @@ def fingerprint(kind: str, course: Course, only: TherapySession | None,
         "contacts": [current_app.config.get(key) for key in (
             "CLINIC_PHONE", "CLINIC_AFTER_HOURS_PHONE", "CRISIS_LINE", "EMERGENCY_NUMBER")],
         "vitals": current_app.config["VITALS_THRESHOLDS"],
+        # Times print in the clinic's zone and convention: another zone, another PDF.
+        "zone": [current_app.config.get("CLINIC_TIMEZONE"),
+                 current_app.config.get("CLINIC_LOCALE")],
         "risk": [flag.label, flag.raised_at, flag.note_id, flag.followed_up_at] if flag else None,
     }
     encoded = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))

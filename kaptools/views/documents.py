@@ -40,7 +40,8 @@ def _serve(kind: str, course_id: int | None = None, session_id: int | None = Non
         doc = documents.build(kind, course, only, sheets)
         back = url_for("records.therapy_session", session_id=only.id) if only is not None \
             else url_for("records.course", course_id=course.id)
-        links = {"pdf": url_for(endpoint, kind=kind, **ids, **query), "back": back}
+        links = {"pdf": url_for(endpoint, kind=kind, **ids, **query), "back": back,
+                 "home": url_for("main.dashboard")}
         audit.record("document.previewed", obj=only or course, client_code=course.client.code,
                      detail=detail)
         db.session.commit()
@@ -141,5 +142,18 @@ def choose_sheets(course_id: int):
     """Pick the practice sheets that go with a client handout."""
     course = current_scope().course(course_id)
     doc = documents.build("handout", course)
-    return render_template("documents/sheets.html", course=course, sheets=PRACTICE_SHEETS,
-                           chosen=doc.practice_sheets)
+    return render_template("documents/sheets.html", course=course, only=None,
+                           sheets=PRACTICE_SHEETS, chosen=doc.practice_sheets,
+                           action=url_for("documents.course_preview", course_id=course.id,
+                                          kind="handout"))
+
+
+@bp.get("/sessions/<int:session_id>/handout-sheets")
+def choose_session_sheets(session_id: int):
+    """Pick the practice sheets that go with one session's client handout."""
+    only = current_scope().therapy_session(session_id)
+    doc = documents.build("handout", only.course, only)
+    return render_template("documents/sheets.html", course=only.course, only=only,
+                           sheets=PRACTICE_SHEETS, chosen=doc.practice_sheets,
+                           action=url_for("documents.session_preview", session_id=only.id,
+                                          kind="handout"))

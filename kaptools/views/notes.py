@@ -38,6 +38,7 @@ from ..modality.answers import (
     validate_note,
 )
 from ..models import Note, NoteState, Signature
+from ..timeutil import shown
 from ..web import current_scope, shown_and_recorded
 
 bp = Blueprint("notes", __name__)
@@ -226,14 +227,15 @@ def _save(found: Note, template):
     else:
         errors = list(iter_errors(form))
         message = ("The note was not signed: " if signing else "Nothing was saved yet: ") + \
-            f"{len(errors)} answer{'s' if len(errors) != 1 else ''} need attention. " \
+            (f"{len(errors)} answers need attention. " if len(errors) != 1 else
+             "1 answer needs attention. ") + \
             "Everything you typed is still here."
     return _editor(found, template, form, editor_id, status=422, form_message=message)
 
 
 def _elsewhere_message(pending: notes.PendingAutosave) -> str:
     return ("another tab or device has unsaved changes to this note (kept "
-            f"{pending.saved_at:%d %b, %H:%M} UTC). Open the note again to compare them, "
+            f"{shown(pending.saved_at, 'd MMM, HH:mm')}). Open the note again to compare them, "
             "then sign.")
 
 
@@ -265,6 +267,7 @@ def autosave(note_id: int):
                        message="Not saved yet: the database did not respond. Your text is "
                                "kept in this page; retrying."), 503
     return jsonify(status="saved", saved_at=kept.saved_at.isoformat(),
+                   saved_at_shown=shown(kept.saved_at, "HH:mm"),
                    conflict=kept.base_version != found.version)
 
 

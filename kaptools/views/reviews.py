@@ -36,7 +36,8 @@ def submit(note_id: int):
         flash(str(exc), "error")
         return redirect(url_for("notes.note", note_id=note.id))
     db.session.commit()
-    flash("Sent for review. You will see your supervisor's comments on your start page.",
+    flash("Sent for review. If your supervisor returns it, it is listed on your start page "
+          "under \u201cReturned by your supervisor\u201d, with the comments next to the fields.",
           "success")
     return redirect(url_for("notes.note", note_id=note.id))
 
@@ -48,9 +49,14 @@ def queue():
     supervisee_ids = db.session.scalars(scope.supervisee_ids()).all()
     supervisees = db.session.scalars(select(User).where(User.id.in_(supervisee_ids))
                                      .order_by(User.display_name)).all()
-    form = ReviewFilterForm(formdata=request.args)
+    # What is waiting is shown first; finished reviews are a choice away ("All").
+    args = request.args.copy()
+    args.setdefault("status", ReviewStatus.SUBMITTED.value)
+    form = ReviewFilterForm(formdata=args)
     form.supervisee.choices = [("", "All")] + [(str(u.id), u.display_name) for u in supervisees]
-    form.status.choices = [("", "All")] + [(s.value, s.value) for s in ReviewStatus]
+    form.status.choices = [(ReviewStatus.SUBMITTED.value, "Waiting for review")] + \
+        [(s.value, s.value) for s in ReviewStatus if s != ReviewStatus.SUBMITTED] + \
+        [("", "All")]
     valid = form.validate()
     filters = reviews.QueueFilter(
         supervisee_id=int(form.supervisee.data) if valid and form.supervisee.data else None,

@@ -304,8 +304,9 @@
       if (res.status === 200) {
         dirty = false;
         sessionStorage.removeItem(stashKey);
-        var when = new Date(res.data.saved_at);
-        say("Autosaved " + when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) +
+        // The time as the clinic's pages show it (its time zone), not this device's.
+        say("Autosaved " + (res.data.saved_at_shown ||
+            new Date(res.data.saved_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })) +
             (res.data.conflict ? " — the note was saved elsewhere; you will be asked which version to keep" : ""), "ok");
       } else if (res.status === 503) {
         stash();
@@ -344,7 +345,54 @@
     timer = setTimeout(autosave, delay);
   }
 
+  /* ------------------------------------- reference pickers, fed live */
+  // A picker that refers to the rows of another group (the EMDR target worked on today,
+  // the CBT hot thought) offers those rows as they are on the page: a new row or a
+  // changed title shows at once, without saving first. A new row gets its stable id here
+  // (the server keeps any id of the same form).
+  function newItemId() {
+    var bytes = new Uint8Array(4);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function itemsOf(group) {
+    var label = group.getAttribute("data-item-label") || "Item";
+    var titleKey = group.getAttribute("data-item-title");
+    var out = [];
+    rowsOf(group).forEach(function (row, index) {
+      var own = function (selector) {  // this row's own field, not a nested row's
+        return Array.prototype.find.call(row.querySelectorAll(selector),
+                                         function (el) { return el.closest(".row") === row; });
+      };
+      var idInput = own('[name$="-item_id"]');
+      if (!idInput) { return; }
+      var title = titleKey ? own('[name$="-' + titleKey + '"]') : null;
+      var text = title ? title.value.trim() : "";
+      if (!idInput.value && !text && isBlank(row)) { return; }  // an untouched spare row
+      if (!idInput.value) { idInput.value = newItemId(); }
+      out.push([idInput.value, text || label + " " + (index + 1)]);
+    });
+    return out;
+  }
+
+  function refreshRefs() {
+    form.querySelectorAll("select[data-ref-group]").forEach(function (select) {
+      var group = form.querySelector('fieldset.group[data-group="' + select.getAttribute("data-ref-group") + '"]');
+      if (!group) { return; }
+      var items = itemsOf(group);
+      var now = Array.prototype.map.call(select.options, function (o) { return o.value + "\u0000" + o.text; }).slice(1);
+      var wanted = items.map(function (i) { return i[0] + "\u0000" + i[1]; });
+      if (now.join("\u0001") === wanted.join("\u0001")) { return; }
+      var chosen = select.value;
+      while (select.options.length > 1) { select.remove(1); }
+      items.forEach(function (i) { select.add(new Option(i[1], i[0], false, i[0] === chosen)); });
+      if (chosen && select.value !== chosen) { select.value = ""; }
+    });
+  }
+
   function changed() {
+    refreshRefs();
     dirty = true;
     say("Unsaved changes", "dirty");
     stash();
@@ -385,12 +433,33 @@
   form.querySelectorAll(".group").forEach(setupGroup);
   form.querySelectorAll("textarea").forEach(setupPreview);
   applyVisibility();
-  if (!form.hasAttribute("data-no-autosave") && !restoreStash()) {
+  if (document.querySelector(".form-errors") && !form.hasAttribute("data-no-autosave")) {
+    // Sent back with problems: this page already holds everything typed (the stash is
+    // the same text), so it is kept by autosave from here, without reloading the page
+    // and losing the messages next to the fields.
+    sessionStorage.removeItem(stashKey);
+    dirty = true;
+    say("Not saved yet", "dirty");
+    schedule(AUTOSAVE_DELAY);
+  } else if (!form.hasAttribute("data-no-autosave") && !restoreStash()) {
     say(document.querySelector("[data-restored]") ? "Unsaved changes restored" : "All changes saved", "ok");
   }
   form.addEventListener("input", function () { applyVisibility(); changed(); });
   form.addEventListener("change", function () { applyVisibility(); changed(); });
   form.addEventListener("focusout", function () { if (dirty) { schedule(200); } });
+  // The save bar stays on screen; the field being typed in is never under it.
+  var bar = form.querySelector(".sticky-actions");
+  form.addEventListener("focusin", function (event) {
+    if (!bar || bar.contains(event.target)) { return; }
+    var shown = (event.target.closest("label") || event.target).getBoundingClientRect();
+    var top = bar.getBoundingClientRect().top;
+    if (shown.bottom > top) { window.scrollBy(0, shown.bottom - top + 16); }
+  });
+  // A form sent back with problems: the first problem gets the focus (and is read out).
+  if (document.querySelector(".form-errors")) {
+    var invalid = form.querySelector("[aria-invalid=true]");
+    if (invalid) { invalid.focus(); }
+  }
   form.addEventListener("submit", function () {
     // Keep this tab's copy until the next page confirms the save (an expired form or an
     // unreachable database must not cost the words).

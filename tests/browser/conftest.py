@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
@@ -22,3 +25,22 @@ def sign_in(page, base: str, username: str, password: str) -> None:
     page.fill("#password", password)
     page.click("button[type=submit]")
     page.wait_for_url(base + "/")
+
+
+def confirm(page) -> None:
+    """Accept the dialog an irreversible action opens (static/js/confirm.js)."""
+    page.locator("dialog.confirm-dialog[open] [data-confirm-yes]").click()
+
+
+@pytest.fixture
+def supervised(app):
+    """Maya (therapist) with a client, a course and a draft; Ruth supervises her."""
+    from kaptools.timeutil import today
+    from tests import factories
+
+    with app.app_context():
+        maya = factories.user("maya")
+        ruth = factories.user("ruth", role="supervisor")
+        ids = factories.client_with_course(maya)
+        factories.supervise(ruth, maya, starts=today() - timedelta(days=30))
+        return ids

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
 
 import pytest
 from pypdf import PdfReader
@@ -12,21 +11,15 @@ from sqlalchemy import select
 
 from kaptools.extensions import db
 from kaptools.models import Review
-from kaptools.timeutil import today
 from tests import factories
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import confirm, shot, sign_in
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def world(app):
-    with app.app_context():
-        maya = factories.user("maya")
-        ruth = factories.user("ruth", role="supervisor")
-        ids = factories.client_with_course(maya)
-        factories.supervise(ruth, maya, starts=today() - timedelta(days=30))
-        return ids
+def world(supervised):
+    return supervised
 
 
 def latest(app, note_id):
@@ -60,6 +53,7 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
         supervisor.wait_for_selector("text=Comment added.")
     shot(supervisor, "review-commented")
     supervisor.click("button:has-text('Return for revision')")
+    confirm(supervisor)
     supervisor.wait_for_selector("text=Returned to the therapist")
 
     # Therapist: dashboard → note with comments next to the fields → revise → sign.
@@ -70,6 +64,7 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
     therapist.fill("#evidence_against", "Last review was positive, and the June review too.")
     therapist.fill("#balanced_thought", "My manager writes short emails to everyone.")
     therapist.click("button:has-text('Save and sign')")
+    confirm(therapist)
     therapist.wait_for_selector("text=Note signed.")
     therapist.click("button:has-text('Send for review')")
     therapist.wait_for_selector("text=Sent for review")
@@ -83,6 +78,7 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
     assert "Note state" in changes.inner_text()
     shot(supervisor, "review-diff")
     supervisor.click("button:has-text('Co-sign')")
+    confirm(supervisor)
     supervisor.wait_for_selector("text=Co-signed.")
     assert latest(app, world["note"]).status == "cosigned"
 

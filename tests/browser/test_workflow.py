@@ -12,7 +12,7 @@ from kaptools.extensions import db
 from kaptools.models import Note, NoteAutosave
 from kaptools.timeutil import today
 from tests import factories
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import confirm, shot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -183,6 +183,7 @@ def test_a_therapist_documents_an_intensive_course(app, live_server, page, thera
     # Sign, then add an addendum ----------------------------------------------
     page.fill("#next_steps", "Name the first worry thought and return to the evening.")
     page.click("button:has-text('Save and sign')")
+    confirm(page)
     page.wait_for_selector("text=Note signed.")
     assert page.locator("text=Content hash (SHA-256)").is_visible()
     with app.app_context():
@@ -192,6 +193,7 @@ def test_a_therapist_documents_an_intensive_course(app, live_server, page, thera
         assert db.session.get(NoteAutosave, cbt_id) is None
     page.fill("#addendum-body", "Client emailed: the Monday chat was about holiday cover.")
     page.click("button:has-text('Sign and add addendum')")
+    confirm(page)
     page.wait_for_selector("text=Addendum signed and added.")
     assert page.locator("text=holiday cover").is_visible()
     shot(page, "note-signed")
