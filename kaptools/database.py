@@ -21,13 +21,15 @@ _PROGRESS_STEPS = 20_000
 
 
 def init_app(app: Flask) -> None:
-    from . import guards, models  # noqa: F401  (register the tables)
+    from . import guards, models, search  # noqa: F401  (register the tables)
 
     if not getattr(db.metadata, "_kaptools_guards", False):
         guards.register(db.metadata)
+        search.register(db.metadata)
         db.metadata._kaptools_guards = True
     db.init_app(app)
-    migrate.init_app(app, db, compare_type=True, render_as_batch=True)
+    migrate.init_app(app, db, compare_type=True, render_as_batch=True,
+                     include_object=search.include_object)
     cfg = app.config
     lock_ms = int(cfg.get("SQLITE_BUSY_TIMEOUT_MS") or cfg["DB_LOCK_TIMEOUT_MS"])
     statement_ms = int(cfg["DB_STATEMENT_TIMEOUT_MS"])

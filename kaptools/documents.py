@@ -6,13 +6,15 @@ from flask import render_template
 
 from .models import Course, TherapySession
 from .summaries import HANDOUT, PRACTICE_SHEETS, Document, build_document
+from .timeutil import clinic_time
 
 KINDS = ("summary", "handout", "packet")
 
 
 def document_html(doc: Document, links: dict[str, str] | None = None) -> str:
     template = "print/handout.html" if doc.kind == HANDOUT else "print/document.html"
-    return render_template(template, doc=doc, links=links)
+    with clinic_time():
+        return render_template(template, doc=doc, links=links)
 
 
 def document_pdf(doc: Document) -> bytes:
@@ -29,7 +31,8 @@ def clean_sheets(sheets: list[str] | None) -> list[str] | None:
 
 def build(kind: str, course: Course, only: TherapySession | None = None,
           sheets: list[str] | None = None) -> Document:
-    return build_document(kind, course, only, clean_sheets(sheets))
+    with clinic_time():
+        return build_document(kind, course, only, clean_sheets(sheets))
 
 
 def download_name(kind: str, course: Course, only: TherapySession | None) -> str:

@@ -107,6 +107,42 @@ class PasswordChangeForm(KapForm):
             raise ValidationError("The two new passwords differ.")
 
 
+class CodeForm(KapForm):
+    """A six-digit code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", [DataRequired("Enter the code your app shows."), Length(max=32)],
+                       filters=[_strip],
+                       description="The six digits your authenticator app shows now, or one "
+                                   "of your recovery codes.",
+                       render_kw={"autocomplete": "one-time-code", "autocapitalize": "off",
+                                  "spellcheck": "false"})
+
+
+class EnrolForm(KapForm):
+    code = StringField("Code from the app", [DataRequired("Enter the code your app shows."),
+                                             Length(max=32)],
+                       filters=[_strip],
+                       description="After adding kaptools to the app, type the six digits "
+                                   "it shows.",
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+class TwoFactorOffForm(KapForm):
+    password = PasswordField("Your password", [DataRequired(), Length(max=256)])
+
+
+class TimeZoneForm(KapForm):
+    time_zone = SelectField("Your time zone", validate_choice=True,
+                            description="Pages show dates and times, and “today”, in this "
+                                        "zone. Printed documents keep the clinic's.")
+
+
+class RolePolicyForm(KapForm):
+    therapist = BooleanField("Therapists")
+    supervisor = BooleanField("Supervisors")
+    admin = BooleanField("Administrators")
+
+
 class ClientForm(KapForm):
     code = StringField(
         "Client code",

@@ -22,7 +22,16 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import (
+    Mapped,
+    Session,
+    declared_attr,
+    mapped_column,
+    query_expression,
+    relationship,
+    with_loader_criteria,
+)
 
 from .extensions import db
 from .timeutil import UTCDateTime, utcnow
@@ -82,6 +91,13 @@ class User(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Two-factor sign-in (see twofactor.py): the TOTP secret once enrolled, and the last
+    # time step whose code was accepted (a code is accepted once).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    # The user's own time zone (an IANA name) for pages; None: the clinic's.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     # Set by the session loader: the raw token of the login this request belongs to.
     session_token = None
@@ -121,6 +137,28 @@ class AuthSession(db.Model):
     address: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship()
+
+
+class RecoveryCode(db.Model):
+    """A single-use code that stands in for the authenticator app, stored as a hash."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"),
+                                         index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RolePolicy(db.Model):
+    """What the clinic requires of every account of one role."""
+
+    __tablename__ = "role_policy"
+    __table_args__ = (_enum_check("role", Role, "ck_role_policy_role"),)
+
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requires_two_factor: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SupervisionRelationship(db.Model):
@@ -167,7 +205,33 @@ class Client(db.Model):
     course_count: Mapped[int | None] = query_expression()
 
 
-class Course(db.Model):
+class Discardable:
+    """A record started by mistake that can be discarded while it holds nothing signed.
+
+    A discarded row stays in the database, hidden from every query (see
+    ``_hide_discarded``), and an administrator can restore it for ``discard.KEEP_DAYS``
+    days. Rows discarded together (a course with its sessions and drafts) share one
+    ``discarded_at`` and are restored together.
+    """
+
+    discarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    @declared_attr
+    def discarded_by_id(cls) -> Mapped[int | None]:  # noqa: N805 - a declared attribute
+        return mapped_column(ForeignKey("user_account.id"))
+
+
+@orm_event.listens_for(Session, "do_orm_execute")
+def _hide_discarded(state) -> None:
+    """Leave discarded rows out of every ORM query, in joins and relationship loads too,
+    unless the query asks for them with ``execution_options(include_discarded=True)``."""
+    if state.is_select and not state.is_column_load and not state.is_relationship_load \
+            and not state.execution_options.get("include_discarded", False):
+        state.statement = state.statement.options(with_loader_criteria(
+            Discardable, lambda cls: cls.discarded_at.is_(None), include_aliases=True))
+
+
+class Course(Discardable, db.Model):
     """A course of treatment: preparation, dosing and integration."""
 
     __tablename__ = "course"
@@ -193,7 +257,7 @@ class Course(db.Model):
     )
 
 
-class TherapySession(db.Model):
+class TherapySession(Discardable, db.Model):
     __tablename__ = "therapy_session"
     __table_args__ = (_enum_check("kind", SessionKind, "ck_session_kind"),
                       Index("ix_session_date_course", "session_date", "course_id"))
@@ -212,7 +276,7 @@ class TherapySession(db.Model):
     notes: Mapped[list[Note]] = relationship(back_populates="session", order_by="Note.id")
 
 
-class Note(db.Model):
+class Note(Discardable, db.Model):
     """Structured record content of one modality, written against one template version."""
 
     __tablename__ = "note"

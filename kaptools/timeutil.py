@@ -1,14 +1,20 @@
 """Time helpers: every timestamp is stored timezone-aware UTC and shown in the clinic's
 time zone (``CLINIC_TIMEZONE``, an IANA name such as "America/Los_Angeles"), where "today"
-is also reckoned: a clinic west of Greenwich is still on today's date in its evening."""
+is also reckoned: a clinic west of Greenwich is still on today's date in its evening.
+
+A user may choose their own zone (a therapist working remotely from another one): pages
+they see, and their "today", follow it. Documents always follow the clinic's zone, so a
+printed summary reads the same whoever prints it (``clinic_time``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context, has_request_context
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
@@ -35,26 +41,70 @@ def clinic_zone() -> ZoneInfo:
     return zone("UTC")
 
 
+def viewer_zone() -> ZoneInfo:
+    """The zone of the user this request is for, when they chose one; else the clinic's."""
+    if has_request_context() and not g.get("clinic_time"):
+        from flask_login import current_user
+
+        chosen = getattr(current_user, "time_zone", None)
+        if chosen:
+            return zone(chosen)
+    return clinic_zone()
+
+
+@contextmanager
+def clinic_time() -> Iterator[None]:
+    """Within this block, times are the clinic's whoever asks (documents)."""
+    outer = g.get("clinic_time") if has_app_context() else None
+    if has_app_context():
+        g.clinic_time = True
+    try:
+        yield
+    finally:
+        if has_app_context():
+            g.clinic_time = outer
+
+
+@lru_cache(maxsize=1)
+def zone_names() -> list[str]:
+    """The IANA zone names a user can choose from, sorted."""
+    return sorted(n for n in available_timezones() if "/" in n and not n.startswith(
+        ("Etc/", "SystemV/", "US/", "posix/", "right/"))) + ["UTC"]
+
+
 def today() -> date:
-    """Today's date where the clinic is."""
-    return utcnow().astimezone(clinic_zone()).date()
+    """Today's date where the clinic (or the user, if they chose a zone) is."""
+    return utcnow().astimezone(viewer_zone()).date()
 
 
 def local(moment: datetime) -> datetime:
-    """A stored moment as a clock on the clinic's wall shows it."""
-    return moment.astimezone(clinic_zone())
+    """A stored moment as a clock on the clinic's (or the user's) wall shows it."""
+    return moment.astimezone(viewer_zone())
 
 
 def shown(moment: datetime | None, pattern: str = DATE_TIME, with_zone: bool = True) -> str:
-    """A stored moment written for a reader in the clinic: its local date (and time, with
-    the zone's abbreviation, e.g. "26 Nov 2026, 20:00 PST"); "" for none."""
+    """A stored moment written for a reader in the clinic: its local date (and, where the
+    pattern shows a time of day, the time with the zone's abbreviation, e.g.
+    "26 Nov 2026, 20:00 PST"); "" for none."""
     if moment is None:
         return ""
     from babel.dates import format_datetime
 
     here = local(moment)
     text = format_datetime(here, pattern, tzinfo=here.tzinfo, locale=_locale())
-    return f"{text} {here.strftime('%Z')}" if with_zone and "H" in pattern else text
+    return f"{text} {here.strftime('%Z')}" if with_zone and _shows_time(pattern) else text
+
+
+# Babel pattern fields that tell the time of day (hours, minutes, seconds, day period).
+_TIME_FIELDS = frozenset("hHkKmsSaAbB")
+
+
+@lru_cache(maxsize=64)
+def _shows_time(pattern: str) -> bool:
+    from babel.dates import tokenize_pattern
+
+    return any(kind == "field" and value[0] in _TIME_FIELDS
+               for kind, value in tokenize_pattern(pattern))
 
 
 def _locale() -> str:

@@ -141,11 +141,14 @@ def _rollback() -> None:
         db.session.remove()
 
 
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+# The sign-in steps (password, then a code or enrolment: these check their own pending
+# state) and static files.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.login_code", "auth.enrol_at_sign_in",
+                              "static"})
 
 
 def _require_login():
-    """Every page but the sign-in page and static files needs a signed-in user."""
+    """Every page but the sign-in steps and static files needs a signed-in user."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return None
     if not current_user.is_authenticated:

@@ -196,6 +196,15 @@ class Browser:
         return self.post("/logout")
 
 
+def signed_in(app, username: str, password: str | None = None) -> Browser:
+    """A test client signed in as ``username`` (the factories' password by default)."""
+    from tests import factories
+
+    browser = Browser(app.test_client())
+    browser.login(username, password or factories.PASSWORD)
+    return browser
+
+
 @pytest.fixture
 def browser(client) -> Browser:
     return Browser(client)

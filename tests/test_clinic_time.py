@@ -90,6 +90,33 @@ def test_los_angeles_in_the_evening_is_still_today_there(clinic):
     assert "04:00" not in text
 
 
+def test_a_user_in_another_zone_sees_pages_in_it_and_prints_the_clinics(clinic):
+    app = clinic(CLINIC_TIMEZONE="America/Los_Angeles")
+    ids = _sessions_on_the_26th_and_27th(app)
+    with app.app_context():
+        tonight = db.session.get(Note, ids["tonight"])
+        notes.sign(tonight, tonight.author)
+        db.session.commit()
+    maya = Browser(app.test_client())
+    maya.login("maya", factories.PASSWORD)
+    account = maya.get("/account/password").get_data(as_text=True)
+    assert "The clinic&#39;s (America/Los_Angeles)" in account
+    refused = maya.post("/account/time-zone", {"tz-time_zone": "Mars/Olympus_Mons"})
+    assert refused.status_code == 422 and "Not a valid choice" in refused.get_data(as_text=True)
+    assert maya.post("/account/time-zone", {"tz-time_zone": "Europe/Berlin"}).status_code == 302
+    # 04:00 UTC is 05:00 on the 27th in Berlin: her "today" and her pages follow her zone.
+    dashboard = maya.get("/").get_data(as_text=True)
+    assert "Friday 27 November 2026" in dashboard and "Tomorrow&#39;s session" in dashboard
+    assert "on 27 Nov 2026, 05:00 CET" in maya.get(f"/notes/{ids['tonight']}") \
+        .get_data(as_text=True)
+    # The printed summary keeps the clinic's zone and date, whoever prints it.
+    preview = maya.get(f"/courses/{ids['course']}/documents/summary").get_data(as_text=True)
+    assert "26 Nov 2026, 20:00 PST" in preview and "CET" not in preview
+    # Back to the clinic's zone.
+    maya.post("/account/time-zone", {"tz-time_zone": ""})
+    assert "Thursday 26 November 2026" in maya.get("/").get_data(as_text=True)
+
+
 def test_the_same_moment_in_a_clinic_on_utc(clinic):
     app = clinic()  # CLINIC_TIMEZONE defaults to UTC
     ids = _sessions_on_the_26th_and_27th(app)
@@ -98,6 +125,18 @@ def test_the_same_moment_in_a_clinic_on_utc(clinic):
         later = db.session.get(Note, ids["later"])
         assert notes.sign_refusal(later) is None
         assert timeutil.shown(EVENING_IN_LOS_ANGELES) == "27 Nov 2026, 04:00 UTC"
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("d MMM y", "26 Nov 2026"),                       # a date alone carries no zone
+    ("d MMM y 'at home'", "26 Nov 2026 at home"),     # quoted letters are not time fields
+    ("HH:mm", "20:00 PST"),
+    ("h:mm a", "8:00 pm PST"),                       # en_GB writes the day period small
+])
+def test_a_zone_is_named_exactly_when_a_time_of_day_is_shown(clinic, pattern, expected):
+    app = clinic(CLINIC_TIMEZONE="America/Los_Angeles")
+    with app.app_context():
+        assert timeutil.shown(EVENING_IN_LOS_ANGELES, pattern) == expected
 
 
 def test_an_unknown_time_zone_is_refused_at_start(app_factory):

@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from kaptools import search
 from kaptools.cli import upgrade_database
 from kaptools.extensions import db
 from tests.conftest import close_app, make_app
@@ -16,7 +17,8 @@ def test_upgrading_an_empty_database_yields_the_models_schema(databases, tmp_pat
     with app.app_context():
         upgrade_database()
         with db.engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(conn, opts={
+                "compare_type": True, "include_object": search.include_object})
             diff = compare_metadata(context, db.metadata)
             tables = set(inspect(conn).get_table_names())
     close_app(app)

@@ -383,8 +383,11 @@ def test_the_template_language_knows_every_kind_of_session():
 def test_the_note_chooser_offers_first_what_fits_the_session(kind, first, also,
                                                              not_suggested):
     registry = load_registry(builtin_dir())
-    suggested, others = registry.for_session(kind)
+    main, also_offered, others = registry.for_session(kind)
+    suggested = main + also_offered
     slugs = [t.slug for t in suggested]
+    assert all(t.session_kinds[0] == kind for t in main)
+    assert all(t.session_kinds[0] != kind for t in also_offered)
     if first:
         assert slugs[0] == first, slugs
     assert set(also) <= set(slugs), slugs

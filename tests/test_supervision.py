@@ -16,16 +16,13 @@ from kaptools.modality.registry import builtin_dir, load_registry
 from kaptools.models import AuditEvent, Note, Review, Signature, SupervisionRelationship, User
 from kaptools.timeutil import today
 from tests import factories
-from tests.conftest import Browser
+from tests.conftest import Browser, signed_in
 from tests.notes_helpers import form_payload, new_note
 
 CBT = load_registry(builtin_dir()).latest("cbt-thought-record")
 
 
-def browser_for(app, username: str) -> Browser:
-    b = Browser(app.test_client())
-    b.login(username, factories.PASSWORD)
-    return b
+browser_for = signed_in
 
 
 @pytest.fixture
@@ -356,6 +353,10 @@ def test_a_course_summary_goes_through_review(app, world):
     assert bad.status_code == 422
     assert "not part of this submission" in bad.get_data(as_text=True)
     assert "Kept though refused" in bad.get_data(as_text=True)
+    # With a draft in the summary the one final action offered is approval, which says
+    # that nothing gets co-signed.
+    assert f"/reviews/{rid}/approve" in page and f"/reviews/{rid}/cosign" not in page
+    assert "nothing is co-signed" in page and "trainee may sign" not in page
     # Co-signing needs every note signed at submission: refused for a draft.
     ruth.post(f"/reviews/{rid}/cosign")
     with app.app_context():
@@ -372,6 +373,8 @@ def test_a_course_summary_goes_through_review(app, world):
                                                         Review.round == 2)).id
     page = ruth.get(f"/reviews/{second}").get_data(as_text=True)
     assert "Changes since round 1" in page and "Note state" in page
+    # Every note signed: co-signing them all is the one final action.
+    assert f"/reviews/{second}/cosign" in page and f"/reviews/{second}/approve" not in page
     assert ruth.post(f"/reviews/{second}/cosign").status_code == 302
     with app.app_context():
         kinds = sorted(db.session.scalars(select(Signature.kind).where(

@@ -37,16 +37,19 @@ class Registry:
         found = [self.latest(s) for s in slugs]
         return sorted((t for t in found if t), key=lambda t: (t.category, t.title))
 
-    def for_session(self, kind: str) -> tuple[list[Template], list[Template]]:
-        """The current templates for a session of this kind: those written in such a
-        session first (the ones it is mainly for, then the programme's own notes, the
-        therapies, measures, medicine and risk), then every other one in title order."""
+    def for_session(self, kind: str) -> tuple[list[Template], list[Template], list[Template]]:
+        """The current templates for a session of this kind, in three lists: those it is
+        mainly for; the others written in such a session (the programme's own notes, the
+        therapies, measures, medicine and risk, in that order); every other one in title
+        order."""
         current = self.current()
         fits = [t for t in current if kind in t.session_kinds]
         fits.sort(key=lambda t: (t.session_kinds[0] != kind,
                                  CATEGORY_ORDER.get(t.category, len(CATEGORY_ORDER)), t.title))
-        return fits, sorted((t for t in current if kind not in t.session_kinds),
-                            key=lambda t: t.title)
+        main = [t for t in fits if t.session_kinds[0] == kind]
+        also = [t for t in fits if t.session_kinds[0] != kind]
+        return main, also, sorted((t for t in current if kind not in t.session_kinds),
+                                  key=lambda t: t.title)
 
 
 # Where a category comes among the notes suggested for a session (others after these).

@@ -27,10 +27,11 @@ from ..models import (
     TherapySession,
     User,
 )
-from ..timeutil import today
+from ..timeutil import clinic_time, today
 from .parts import render_version
 
 
+@clinic_time()  # the document's own dates are the clinic's, whoever asks for it
 def fingerprint(kind: str, course: Course, only: TherapySession | None,
                 sheets: list[str] | None) -> str:
     sessions = select(TherapySession.id).where(TherapySession.course_id == course.id)

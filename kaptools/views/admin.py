@@ -6,12 +6,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import audit
+from .. import audit, discard, twofactor
 from ..auth import end_all_sessions
 from ..extensions import db
 from ..forms import (
     AuditFilterForm,
     EndSupervisionForm,
+    RolePolicyForm,
     SupervisionForm,
     UserForm,
     choice_list,
@@ -177,3 +178,56 @@ def templates():
     return render_template("admin/templates.html", templates=sorted(
         registry.templates.values(), key=lambda t: (t.slug, t.version)),
         problems=registry.problems)
+
+
+@bp.get("/discarded")
+def discarded():
+    """What therapists discarded: restorable for ``discard.KEEP_DAYS`` days."""
+    return render_template("admin/discarded.html", records=discard.discarded_records(),
+                           keep_days=discard.KEEP_DAYS)
+
+
+@bp.post("/discarded/<kind>/<int:record_id>/restore")
+def restore(kind: str, record_id: int):
+    """Bring a discarded course, session or draft back, with what was discarded with it."""
+    try:
+        restored = discard.restore(kind, record_id, current_user)
+    except discard.DiscardError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash(f"Restored: {restored.label} ({restored.client_code}).", "success")
+    return redirect(url_for(".discarded"))
+
+
+@bp.route("/two-factor", methods=["GET", "POST"])
+def two_factor_policy():
+    """Require two-factor sign-in for whole roles."""
+    required = twofactor.required_roles()
+    form = RolePolicyForm(data={role.value: role.value in required for role in Role})
+    if form.validate_on_submit():
+        roles = {role.value for role in Role if form[role.value].data}
+        signed_out = twofactor.set_required(roles, current_user)
+        db.session.commit()
+        several = len(signed_out) != 1
+        flash("Two-factor sign-in settings saved." + (
+            f" {len(signed_out)} account{'s' if several else ''} without it "
+            f"{'were' if several else 'was'} signed out, to set it up at the next sign-in."
+            if signed_out else ""), "success")
+        return redirect(url_for(".two_factor_policy"))
+    users = list(db.session.scalars(select(User).where(User.active.is_(True))
+                                    .order_by(User.role, User.username)))
+    return render_template("admin/two_factor.html", form=form, users=users)
+
+
+@bp.post("/users/<int:user_id>/two-factor/reset")
+def reset_two_factor(user_id: int):
+    """Remove an account's second factor (a lost phone); they set it up again."""
+    user = db.session.get(User, user_id) or abort(404)
+    if user.totp_secret:
+        twofactor.turn_off(user, current_user)
+        db.session.commit()
+        flash(f"Two-factor sign-in of {user.username} was reset; they are signed out.",
+              "success")
+    return redirect(url_for(".two_factor_policy"))

@@ -140,20 +140,19 @@ def session_pdf(session_id: int, kind: str):
 @bp.get("/courses/<int:course_id>/handout-sheets")
 def choose_sheets(course_id: int):
     """Pick the practice sheets that go with a client handout."""
-    course = current_scope().course(course_id)
-    doc = documents.build("handout", course)
-    return render_template("documents/sheets.html", course=course, only=None,
-                           sheets=PRACTICE_SHEETS, chosen=doc.practice_sheets,
-                           action=url_for("documents.course_preview", course_id=course.id,
-                                          kind="handout"))
+    return _sheet_chooser(current_scope().course(course_id))
 
 
 @bp.get("/sessions/<int:session_id>/handout-sheets")
 def choose_session_sheets(session_id: int):
     """Pick the practice sheets that go with one session's client handout."""
     only = current_scope().therapy_session(session_id)
-    doc = documents.build("handout", only.course, only)
-    return render_template("documents/sheets.html", course=only.course, only=only,
-                           sheets=PRACTICE_SHEETS, chosen=doc.practice_sheets,
-                           action=url_for("documents.session_preview", session_id=only.id,
-                                          kind="handout"))
+    return _sheet_chooser(only.course, only)
+
+
+def _sheet_chooser(course, only=None):
+    doc = documents.build("handout", course, only)
+    action = (url_for("documents.session_preview", session_id=only.id, kind="handout") if only
+              else url_for("documents.course_preview", course_id=course.id, kind="handout"))
+    return render_template("documents/sheets.html", course=course, only=only,
+                           sheets=PRACTICE_SHEETS, chosen=doc.practice_sheets, action=action)

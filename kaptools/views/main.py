@@ -1,11 +1,11 @@
-"""The dashboard."""
+"""The dashboard and quick-find."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import lists
+from .. import lists, search
 from ..models import Role
 from ..risk import open_flags
 from ..timeutil import today
@@ -33,3 +33,29 @@ def dashboard():
         returned=lists.returned_to(scope),
         waiting=lists.waiting_for(scope) if current_user.role == Role.SUPERVISOR else [],
     )
+
+
+SECTIONS = ("clients", "sessions", "notes")
+
+
+@bp.get("/find")
+def find():
+    """Quick-find within the user's scope: clients, sessions on a date, notes."""
+    if current_user.role == Role.ADMIN:
+        abort(404)
+    raw = request.args.get("q", "")
+    query = search.parse(raw, today(), current_app.config.get("CLINIC_LOCALE") or "en_GB")
+    # One section can be paged through on its own (?show=notes&page=3).
+    show = request.args.get("show") if request.args.get("show") in SECTIONS else None
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    scope = current_scope()
+    found = {}
+    if query.text:
+        for name in SECTIONS:
+            if show in (None, name):
+                found[name] = getattr(search, name)(scope, query, page if show else 1)
+    from ..modality import get_registry
+
+    titles = [t.title for t in map(get_registry().latest, query.modalities) if t]
+    return render_template("find.html", query=query, found=found, show=show,
+                           described=search.describe(query, titles))

@@ -84,14 +84,12 @@ def new_note(session_id: int):
         note = notes.create_note(therapy_session, current_user, template, answers, private)
         db.session.commit()
         return redirect(url_for(".note", note_id=note.id))
-    suggested, others = registry.for_session(therapy_session.kind)
+    main, also, others = registry.for_session(therapy_session.kind)
     previous = {t.slug: notes.previous_notes(therapy_session, t.slug)[:1]
-                if t.carries_anything else [] for t in suggested + others}
+                if t.carries_anything else [] for t in main + also + others}
     # Cards for the notes this kind of session is mainly for; a list for the rest.
-    main = [t for t in suggested if t.session_kinds[0] == therapy_session.kind]
     return render_template("notes/new.html", therapy_session=therapy_session, main=main,
-                           also=[t for t in suggested if t not in main], others=others,
-                           previous=previous)
+                           also=also, others=others, previous=previous)
 
 
 def _carry_forward(previous: Note, template):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, selectinload
 
-from .. import audit, outcomes, reviews, risk
+from .. import audit, discard, outcomes, reviews, risk
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, SessionForm, choice_list
 from ..models import Client, Course, Note, SessionKind, TherapySession
@@ -225,3 +225,45 @@ def edit_session(session_id: int):
         return redirect(url_for(".therapy_session", session_id=found.id))
     return render_template("sessions/form.html", form=form, course=found.course,
                            therapy_session=found)
+
+
+# Discarding what was started by mistake (see kaptools/discard.py) -------------------------
+@bp.post("/notes/<int:note_id>/discard-draft")
+def discard_note(note_id: int):
+    """Discard a draft its author started by mistake."""
+    found = current_scope().writable_note(note_id)
+    if found.author_id != current_user.id:
+        abort(403)
+    back = url_for(".therapy_session", session_id=found.session_id)
+    return _discard(found, found.session.course.client, back,
+                    url_for("notes.note", note_id=found.id), "Draft discarded.")
+
+
+@bp.post("/sessions/<int:session_id>/discard")
+def discard_session(session_id: int):
+    """Discard a session that holds nothing signed, with its drafts."""
+    found = current_scope().writable_session(session_id)
+    return _discard(found, found.course.client,
+                    url_for(".course", course_id=found.course_id),
+                    url_for(".therapy_session", session_id=found.id), "Session discarded.")
+
+
+@bp.post("/courses/<int:course_id>/discard")
+def discard_course(course_id: int):
+    """Discard a course that holds nothing signed, with its sessions and drafts."""
+    found = current_scope().writable_course(course_id)
+    return _discard(found, found.client, url_for(".client", client_id=found.client_id),
+                    url_for(".course", course_id=found.id), "Course discarded.")
+
+
+def _discard(obj, client: Client, done_url: str, here_url: str, message: str):
+    try:
+        discard.discard(obj, current_user, client.code)
+    except discard.DiscardError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(here_url)
+    db.session.commit()
+    flash(f"{message} An administrator can restore it within {discard.KEEP_DAYS} days.",
+          "success")
+    return redirect(done_url)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    get_template_attribute,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -101,18 +111,28 @@ def add_comment(review_id: int):
         abort(403)
     form = CommentForm()
     key = form.field_key.data or ""
+    # static/js/comments.js asks for JSON and adds the comment in place; without
+    # JavaScript the form posts as usual and the page comes back.
+    inline = request.accept_mimetypes.best == "application/json"
     if not form.validate_on_submit():
-        messages = [m for errors in form.errors.values() for m in errors]
+        messages = " ".join(m for errors in form.errors.values() for m in errors)
+        if inline:
+            return jsonify(ok=False, message=messages), 422
         return _render_review(found, {"key": key, "body": form.body.data or "",
-                                      "message": " ".join(messages)}, status=422)
+                                      "message": messages}, status=422)
     try:
-        reviews.comment(found, current_user, key or None, form.body.data.strip())
+        added = reviews.comment(found, current_user, key or None, form.body.data.strip())
     except reviews.ReviewError as exc:
         db.session.rollback()
+        if inline:
+            return jsonify(ok=False, message=str(exc)), 422
         # Shown with the general comment box: the anchor it named is not on the page.
         return _render_review(found, {"key": "", "body": form.body.data, "message": str(exc)},
                               status=422)
     db.session.commit()
+    if inline:
+        item = get_template_attribute("reviews/_comments.html", "comment_item")
+        return jsonify(ok=True, key=key, html=str(item(added)), message="Comment added.")
     flash("Comment added.", "success")
     return redirect(url_for(".review", review_id=found.id) + "#comments")
 
@@ -150,6 +170,8 @@ def _course_review(found: Review, rejected: dict | None = None, status: int = 20
         render_template("reviews/course_review.html", review=found, course=course,
                         entries=entries, comments=reviews.comments_by_field(found),
                         changes=changes, is_reviewer=found.reviewer_id == current_user.id,
+                        all_signed=bool(entries) and all(e["entry"].get("state") == "signed"
+                                                         for e in entries),
                         rejected=rejected),
         "review.viewed", found, course.client.code), status
 

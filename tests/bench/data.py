@@ -13,6 +13,11 @@ INTEGRATION_MODALITIES = ["cbt-thought-record", "emdr-target-set", "ifs-parts-ma
                           "art-script", "cbt-behavioural-experiment", "cbt-exposure-ladder"]
 
 
+# Made-up display names (the same few again and again), for quick-find to look through.
+SYNTHETIC_NAMES = ("Alder Quill", "Birch Wren", "Cedar Lark", "Elm Finch", "Hazel Dunn",
+                   "Juniper Moss", "Linden Pike", "Rowan Vale")
+
+
 def make_course(therapist: User, sessions: int, code: str) -> Course:
     """A course of ``sessions`` sessions: dosing, integration with a modality, measures."""
     client = Client(therapist=therapist, code=code)
@@ -142,7 +147,9 @@ def grow(notes_wanted: int, therapists: int = 20, share_for: str | None = "maya"
     while added < notes_wanted:
         therapist = owner if owner is not None and client_no % round(1 / share) == 0 else \
             staff[client_no % len(staff)]
-        client = Client(therapist=therapist, code=f"BN-{client_no:05d}")
+        client = Client(therapist=therapist, code=f"BN-{client_no:05d}",
+                        display_name=f"{SYNTHETIC_NAMES[client_no % len(SYNTHETIC_NAMES)]} "
+                                     f"{client_no:05d}")
         course = Course(client=client, title="Weekly course", format="weekly",
                         starts_on=start + timedelta(days=client_no % 300),
                         intentions="Synthetic benchmark data.")

@@ -73,7 +73,7 @@ def build_data(instance: Path) -> dict:
 
     from kaptools import create_app
     from kaptools.extensions import db
-    from kaptools.models import Client, Course, Note, User
+    from kaptools.models import Client, Course, Note, TherapySession, User
 
     admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
                           isolation_level="AUTOCOMMIT")
@@ -132,9 +132,18 @@ def build_data(instance: Path) -> dict:
             "clients": db.session.scalar(select(func.count(Client.id))),
             "sessions": db.session.scalar(text("SELECT count(*) FROM therapy_session")),
         }
+        busy_day = db.session.scalar(
+            select(TherapySession.session_date).join(Course).where(
+                Course.client_id.in_(select(Client.id).where(Client.therapist_id == maya.id)))
+            .group_by(TherapySession.session_date)
+            .order_by(func.count(TherapySession.id).desc()).limit(1))
         pages = {"dashboard": "/", "clients list": "/clients", "client page":
                  f"/clients/{client}", "note view": f"/notes/{signed}",
-                 "editor": f"/notes/{draft}"}
+                 "editor": f"/notes/{draft}",
+                 # Quick-find: a name (full-text), the notes of a template and state, a day.
+                 "quick-find: name": "/find?q=rowan",
+                 "quick-find: notes": "/find?q=phq+signed",
+                 "quick-find: date": f"/find?q={busy_day.isoformat()}"}
         statements = statements_per_page(app, pages)
         db.session.remove()
         db.engine.dispose()

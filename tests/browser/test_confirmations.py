@@ -105,3 +105,45 @@ def test_without_javascript_the_buttons_still_work(app, live_server, chromium, w
     page.click("button:has-text('Save and sign')")
     page.wait_for_selector("text=Note signed.")
     assert note_state(app, world["note"]) == "signed"
+
+
+def test_a_draft_and_an_empty_session_are_discarded_then_restored_by_an_admin(
+        app, live_server, chromium, world):
+    base = live_server
+    with app.app_context():
+        factories.user("ada", role="admin")
+    therapist = chromium.new_context(viewport=TABLET).new_page()
+    admin = chromium.new_context(viewport=TABLET).new_page()
+    sign_in(therapist, base, "maya", factories.PASSWORD)
+    sign_in(admin, base, "ada", factories.PASSWORD, lands_on="/admin/users")
+
+    # The draft: asked first, then gone from the session.
+    therapist.goto(f"{base}/notes/{world['note']}")
+    button = therapist.get_by_role("button", name="Discard draft")
+    asks_first(therapist, button, "restore it within 30 days")
+    button.click()
+    confirm(therapist)
+    therapist.wait_for_url(f"{base}/sessions/{world['integration']}")
+    assert "Draft discarded" in therapist.inner_text(".flash")
+    assert therapist.locator(f"a[href='/notes/{world['note']}']").count() == 0
+
+    # The session, now empty: asked first, then gone from the course.
+    session_button = therapist.get_by_role("button", name="Discard session")
+    asks_first(therapist, session_button, "restore it within 30 days")
+    session_button.click()
+    confirm(therapist)
+    therapist.wait_for_url(f"{base}/courses/{world['course']}")
+    assert therapist.locator(f"a[href='/sessions/{world['integration']}']").count() == 0
+    shot(therapist, "discarded-session", width=TABLET["width"])
+
+    # The administrator restores the session, and then the draft discarded before it.
+    admin.goto(f"{base}/admin/discarded")
+    shot(admin, "admin-discarded", width=TABLET["width"])
+    rows = admin.locator("tbody tr")
+    assert rows.count() == 2
+    admin.get_by_role("button", name="Restore Integration session").click()
+    assert "Restored: Integration session" in admin.inner_text(".flash")
+    admin.get_by_role("button", name="Restore Draft").click()
+    assert "Restored: Draft" in admin.inner_text(".flash")
+    therapist.goto(f"{base}/sessions/{world['integration']}")
+    assert therapist.locator(f"a[href='/notes/{world['note']}']").count() == 1

@@ -1,4 +1,6 @@
-"""A supervisor and a therapist complete a review cycle in the browser."""
+"""A supervisor and a therapist complete a review cycle in the browser, with JavaScript
+and without it (every step is a plain form; scripts only make it smoother: comments go in
+without a reload, irreversible actions ask first)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from sqlalchemy import select
 from kaptools.extensions import db
 from kaptools.models import Review
 from tests import factories
-from tests.browser.conftest import confirm, shot, sign_in
+from tests.browser.conftest import confirm as confirm_dialog
+from tests.browser.conftest import shot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -29,10 +32,18 @@ def latest(app, note_id):
                                  .order_by(Review.round.desc()))
 
 
-def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chromium, world):
+@pytest.mark.parametrize("scripts", [True, False], ids=["with-js", "without-js"])
+def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chromium, world,
+                                                           scripts):
     base = live_server
-    therapist = chromium.new_context(viewport={"width": 768, "height": 1024}).new_page()
-    supervisor = chromium.new_context(viewport={"width": 768, "height": 1024}).new_page()
+    tablet = {"viewport": {"width": 820, "height": 1180}, "java_script_enabled": scripts}
+    therapist = chromium.new_context(**tablet).new_page()
+    supervisor = chromium.new_context(**tablet).new_page()
+
+    def confirm(page):
+        if scripts:
+            confirm_dialog(page)
+
     sign_in(therapist, base, "maya", factories.PASSWORD)
     sign_in(supervisor, base, "ruth", factories.PASSWORD)
     note_url = f"{base}/notes/{world['note']}"
@@ -45,13 +56,28 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
     # Supervisor: queue → review page → two field comments → return.
     supervisor.goto(base + "/")
     supervisor.click("section:has-text('Waiting for your review') a")
+    supervisor.wait_for_load_state()
+    if scripts:  # a mark that a reload would wipe out
+        supervisor.evaluate("window.notReloaded = true")
     for key, body in [("evidence_against", "Add the positive review from June."),
                       ("balanced_thought", "Use the client's own words here.")]:
         supervisor.locator(f"details:has(#c-{key}) summary").click()
         supervisor.fill(f"#c-{key}", body)
         supervisor.locator(f"details:has(#c-{key}) button").click()
-        supervisor.wait_for_selector("text=Comment added.")
-    shot(supervisor, "review-commented")
+        thread = supervisor.locator(f'[data-comments-for="{key}"]')
+        thread.get_by_text(body).wait_for()
+        if scripts:
+            assert supervisor.evaluate("window.notReloaded === true")
+            assert supervisor.input_value(f"#c-{key}") == ""
+            supervisor.locator("[role=status]", has_text="Comment added.").wait_for(
+                state="attached")
+        else:
+            supervisor.wait_for_selector("text=Comment added.")
+    # An empty comment is refused next to its box, in place.
+    supervisor.locator("#general-comment").fill("   ")
+    supervisor.get_by_role("button", name="Add general comment").click()
+    supervisor.locator("#general-comment-error").wait_for()
+    shot(supervisor, "review-commented" + ("" if scripts else "-nojs"), width=820)
     supervisor.click("button:has-text('Return for revision')")
     confirm(supervisor)
     supervisor.wait_for_selector("text=Returned to the therapist")
@@ -60,7 +86,7 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
     therapist.goto(base + "/")
     therapist.click("section:has-text('Returned by your supervisor') a")
     assert therapist.locator(".review-comments:has-text('positive review from June')").is_visible()
-    shot(therapist, "editor-with-comments")
+    shot(therapist, "editor-with-comments", width=820)
     therapist.fill("#evidence_against", "Last review was positive, and the June review too.")
     therapist.fill("#balanced_thought", "My manager writes short emails to everyone.")
     therapist.click("button:has-text('Save and sign')")
@@ -76,7 +102,7 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
     changes = supervisor.locator("#changes")
     assert "June review too" in changes.inner_text()
     assert "Note state" in changes.inner_text()
-    shot(supervisor, "review-diff")
+    shot(supervisor, "review-diff", width=820)
     supervisor.click("button:has-text('Co-sign')")
     confirm(supervisor)
     supervisor.wait_for_selector("text=Co-signed.")
@@ -91,4 +117,4 @@ def test_submit_comment_return_revise_resubmit_diff_cosign(app, live_server, chr
     assert "Co-signed by Ruth" in text
     therapist.goto(note_url)
     assert therapist.locator("text=Co-signed by Ruth").is_visible()
-    shot(therapist, "note-cosigned")
+    shot(therapist, "note-cosigned", width=820)

@@ -79,3 +79,21 @@ def test_guesses_spread_over_many_addresses_do_not_lock_out_a_known_device(app, 
     again = Browser(app.test_client())
     again.client.environ_base["REMOTE_ADDR"] = "192.0.2.10"
     assert again.login("maya", factories.PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize("code", ["١٢٣٤٥٦", "12345\x00", "x" * 5000, "' OR 1=1 --", "",
+                                  "000 000 000 000", "aaaaa-aaaaa", "\u202e123456"])
+def test_odd_second_step_codes_get_a_message_not_a_crash(app, world, argon2_calls, code):
+    from tests.test_two_factor import enrolled
+
+    maya, _, _ = enrolled(app)
+    maya.logout()
+    b = Browser(app.test_client())
+    b.login("maya", factories.PASSWORD)
+    argon2_calls["n"] = 0
+    answer = b.post("/login/code", {"code": code})
+    assert answer.status_code in (200, 422)
+    assert "One more step" in answer.get_data(as_text=True)
+    assert b.get("/").status_code == 302  # still signed out
+    # At most the ten recovery codes are tried, and only for a code shaped like one.
+    assert argon2_calls["n"] <= 10
