@@ -34,6 +34,13 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_group)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
+    from .fhir.cli import fhir_import_group
+
+    app.cli.add_command(fhir_import_group)
+    from .exports.cli import export_group, import_command
+
+    app.cli.add_command(export_group)
+    app.cli.add_command(import_command)
 
 
 def upgrade_database() -> None:

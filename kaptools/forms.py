@@ -137,6 +137,16 @@ class TimeZoneForm(KapForm):
                                         "zone. Printed documents keep the clinic's.")
 
 
+class RecordExportForm(KapForm):
+    reason = TextAreaField("Why is the record leaving kaptools?",
+                           [DataRequired("Say why the record is exported; it goes in the audit "
+                                         "trail."), Length(max=500)],
+                           filters=[_strip],
+                           description="For example: the client asked for a copy of their "
+                                       "record; moving to another clinic's system.",
+                           render_kw={"rows": 2, "maxlength": 500})
+
+
 class RolePolicyForm(KapForm):
     therapist = BooleanField("Therapists")
     supervisor = BooleanField("Supervisors")

@@ -55,7 +55,7 @@ def shown_and_recorded(page, action: str, obj, client_code: str):
 
 
 def init_app(app: Flask) -> None:
-    from .views import admin, auth, documents, main, notes, records, reviews
+    from .views import admin, auth, documents, exports, main, notes, records, reviews
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
@@ -64,6 +64,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(notes.bp)
     app.register_blueprint(documents.bp)
     app.register_blueprint(reviews.bp)
+    app.register_blueprint(exports.bp)
 
     from .isolation import call_isolated, note_answers_view, render_isolated
     from .markdown_render import render_markdown

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+import json
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +21,7 @@ from sqlalchemy.orm import defer, joinedload, selectinload
 
 from .. import audit, discard, outcomes, reviews, risk
 from ..extensions import db
-from ..forms import ClientForm, CourseForm, SessionForm, choice_list
+from ..forms import ClientForm, CourseForm, RecordExportForm, SessionForm, choice_list
 from ..models import Client, Course, Note, SessionKind, TherapySession
 from ..overview import course_overviews
 from ..web import current_scope, shown_and_recorded
@@ -225,6 +236,32 @@ def edit_session(session_id: int):
         return redirect(url_for(".therapy_session", session_id=found.id))
     return render_template("sessions/form.html", form=form, course=found.course,
                            therapy_session=found)
+
+
+# A client's record out, as a FHIR Bundle (see kaptools/exports/record.py) ----------------
+@bp.route("/clients/<int:client_id>/export", methods=["GET", "POST"])
+def export_record(client_id: int):
+    """Download the client's record (signed notes) as FHIR R4 JSON, saying why."""
+    found = current_scope().writable_client(client_id)
+    form = RecordExportForm()
+    if form.validate_on_submit():
+        from collections import Counter
+
+        from ..exports.record import client_bundle
+
+        bundle = client_bundle(found)
+        kinds = Counter(e["resource"]["resourceType"] for e in bundle.get("entry", []))
+        audit.record("export.record", obj=found, client_code=found.code,
+                     detail={"format": "fhir-r4-bundle", "reason": form.reason.data,
+                             "resources": dict(sorted(kinds.items()))})
+        db.session.commit()
+        response = Response(json.dumps(bundle, ensure_ascii=False, indent=1),
+                            mimetype="application/fhir+json")
+        response.headers["Content-Disposition"] = \
+            f'attachment; filename="kaptools-record-client-{found.id}.fhir.json"'
+        return response
+    return render_template("clients/export.html", client=found, form=form), \
+        422 if form.is_submitted() else 200
 
 
 # Discarding what was started by mistake (see kaptools/discard.py) -------------------------

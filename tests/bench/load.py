@@ -5,15 +5,16 @@
    created and signed, audit events written), in its own schema.
 2. Serves it with gunicorn (2 sync workers) and, for comparison in the same run, a bare
    Flask "hello" app the same way.
-3. Drives each page with wrk at 16 connections (after a 2 s warm-up that is not
-   reported) and prints req/s, p50/p95/p99 and the SQL statements the page sends, next
-   to bare Flask's figures.
+3. Drives each page (quick-find among them) with wrk at 16 connections (after a 2 s
+   warm-up that is not reported) and prints req/s, p50/p95/p99 and the SQL statements
+   the page sends, next to bare Flask's figures.
 4. Starts a render worker (Redis queue), has two users render 100-session courses, and
    measures the dashboard while they render, against its idle figures; then asks for a
    course of over 200 pages and reports how it ended.
 
 Settings: KAPTOOLS_BENCH_PG_URL (default: the local test database), KAPTOOLS_BENCH_REDIS_URL,
-BENCH_NOTES (50000), BENCH_SECONDS (10 per page), BENCH_REBUILD=1 to build afresh.
+BENCH_NOTES (50000), BENCH_SECONDS (10 per page), BENCH_REBUILD=1 to build afresh,
+BENCH_RENDERS=0 to measure the pages only (steps 1-3).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ SECRET = "load-benchmark-secret"
 # another one run (what the README recommends for production).
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+# BENCH_RENDERS=0 measures the pages only (no renders during load, no longest course).
+RENDERS = os.environ.get("BENCH_RENDERS", "1") != "0"
 
 
 def schema_url() -> str:
@@ -313,6 +316,8 @@ def main() -> None:
             idle[name] = wrk(app.url + url, cookie)
             print(row(name, idle[name], data["statements"][name]))
 
+        if not RENDERS:
+            return
         print("\n  While two users render 100-session courses (render worker: 2 jobs at once,"
               " child processes at lower priority):")
         worker_log = open(instance / "worker.log", "w")  # noqa: SIM115 — closed with the run

@@ -117,6 +117,7 @@ def pages_for(w) -> dict[str | None, dict[str, str]]:
     maya = {
         "dashboard": "/", "clients": "/clients", "new client": "/clients/new",
         "client": f"/clients/{client}", "client edit": f"/clients/{client}/edit",
+        "export record": f"/clients/{client}/export",
         "new course": f"/clients/{client}/courses/new", "course": f"/courses/{course}",
         "course edit": f"/courses/{course}/edit",
         "new session": f"/courses/{course}/sessions/new",
@@ -147,5 +148,6 @@ def pages_for(w) -> dict[str | None, dict[str, str]]:
            "account edit": f"/admin/users/{w['maya']}/edit",
            "supervision admin": "/admin/supervision", "templates": "/admin/templates",
            "audit": "/admin/audit", "discarded": "/admin/discarded",
+           "research export": "/admin/exports/research",
            "two-factor policy": "/admin/two-factor"}
     return {None: {"login": "/login"}, "maya": maya, "ruth": ruth, "ada": ada}
