@@ -6,7 +6,7 @@ VENV ?= .venv
 PIP := $(VENV)/bin/pip
 PORT ?= 5000
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench messages clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	bash .ci/system-deps bench
 	$(VENV)/bin/python -m tests.bench
+
+# The product's words, for translators (see README, "Translating").
+messages: $(VENV)/.installed-app
+	$(VENV)/bin/pybabel extract -F kaptools/translations/babel.cfg -k _l -k lazy_gettext -k css_content \
+		--project kaptools --copyright-holder "kaptools contributors" --sort-by-file \
+		-o kaptools/translations/messages.pot .
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from . import timeutil
+from .i18n import _
 from .modality.schema import Band  # an instrument's band: min, max (totals) and label
 
 # The printed width of a chart (print.css: .chart max-width 170 mm) in inches: text sizes
@@ -122,6 +124,7 @@ def _outcome_chart(series: list[Series], dosing_days: list[date],
                    first: date, last: date) -> Chart:
     import matplotlib.dates as mdates
     from matplotlib import rc_context
+    from matplotlib.ticker import FuncFormatter
 
     first = min([first] + [d for s in series for d, _ in s.points])
     last = max([last] + [d for s in series for d, _ in s.points] + list(dosing_days))
@@ -164,35 +167,45 @@ def _outcome_chart(series: list[Series], dosing_days: list[date],
             colour = SERIES.get(s.measure, INK)
             ax.plot(xs, ys, color=colour, lw=1.8, marker="o", ms=5.5, zorder=5,
                     gid=f"points-{key}")
-            title = f"{s.measure} (0–{s.max_total})"
-            if len(ys) > 1:
-                title += f": {ys[0]} → {ys[-1]}"
+            title = (_("%(measure)s (0–%(max)s): %(first)s → %(last)s", measure=s.measure,
+                       max=s.max_total, first=ys[0], last=ys[-1]) if len(ys) > 1 else
+                     _("%(measure)s (0–%(max)s)", measure=s.measure, max=s.max_total))
             if s.note:
-                title += f" · {s.note}"
+                title = _("%(title)s · %(note)s", title=title, note=s.note)
             ax.set_title(title, loc="left", fontsize=FONT_PT + 0.5, color=INK,
                          fontweight="bold", pad=8)
         locator = mdates.AutoDateLocator(minticks=3, maxticks=9)
         axes[-1].xaxis.set_major_locator(locator)
-        axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%-d %b"))
+        axes[-1].xaxis.set_major_formatter(FuncFormatter(_tick_day))
         svg = _render(fig)
     return Chart(svg, _outcome_alt(series, dosing_days))
 
 
+def _tick_day(x: float, _pos=None) -> str:
+    """A date tick as the clinic writes it ("3 Nov"), month names in its language."""
+    import matplotlib.dates as mdates
+
+    return timeutil.day(mdates.num2date(x).date(), "d MMM")
+
+
 def _day(d: date) -> str:
-    return f"{d.day} {d:%b %Y}"
+    return timeutil.day(d, "d MMM y")
 
 
 def _outcome_alt(series: list[Series], dosing_days: list[date]) -> str:
     parts = []
     for s in series:
-        values = ", ".join(f"{v} on {_day(d)}" for d, v in s.points)
+        values = ", ".join(_("%(value)s on %(day)s", value=v, day=_day(d)) for d, v in s.points)
         cut = ", ".join(str(b.min) for b in sorted(s.bands, key=lambda b: b.min)[1:])
-        text = f"{s.measure} (0–{s.max_total}{'; cut-offs at ' + cut if cut else ''}): {values}"
-        parts.append(text + (f" ({s.note})" if s.note else ""))
+        text = (_("%(measure)s (0–%(max)s; cut-offs at %(cutoffs)s): %(values)s",
+                  measure=s.measure, max=s.max_total, cutoffs=cut, values=values) if cut else
+                _("%(measure)s (0–%(max)s): %(values)s", measure=s.measure, max=s.max_total,
+                  values=values))
+        parts.append(_("%(text)s (%(note)s)", text=text, note=s.note) if s.note else text)
     if dosing_days:
-        parts.append("dosing sessions, marked with triangles along the top: "
-                     + ", ".join(_day(d) for d in dosing_days))
-    return "Outcome measures over time. " + "; ".join(parts) + "."
+        parts.append(_("dosing sessions, marked with triangles along the top: %(days)s",
+                       days=", ".join(_day(d) for d in dosing_days)))
+    return _("Outcome measures over time. %(measures)s.", measures="; ".join(parts))
 
 
 @dataclass(frozen=True)
@@ -207,14 +220,16 @@ def emdr_steps(answers: dict[str, Any]) -> list[Step]:
     end. A step appears only where something was measured."""
     steps = []
     if answers.get("sud_baseline") is not None or answers.get("voc_baseline") is not None:
-        steps.append(Step("Assessment", answers.get("sud_baseline"), answers.get("voc_baseline")))
+        steps.append(Step(_("Assessment"), answers.get("sud_baseline"),
+                          answers.get("voc_baseline")))
     for i, item in enumerate(answers.get("bls_sets") or []):
         if isinstance(item, dict) and item.get("sud") is not None:
-            steps.append(Step(f"Set {item.get('set_number') or i + 1}", item["sud"], None))
+            steps.append(Step(_("Set %(number)s", number=item.get("set_number") or i + 1),
+                              item["sud"], None))
     if answers.get("voc_before") is not None:
-        steps.append(Step("Installation", None, answers["voc_before"]))
+        steps.append(Step(_("Installation"), None, answers["voc_before"]))
     if answers.get("voc_after") is not None or answers.get("sud_end") is not None:
-        steps.append(Step("End", answers.get("sud_end"), answers.get("voc_after")))
+        steps.append(Step(_("End"), answers.get("sud_end"), answers.get("voc_after")))
     return steps
 
 
@@ -265,11 +280,15 @@ def _emdr_chart(steps: list[Step], suds: list[tuple[int, int]],
 
 
 def _emdr_alt(steps: list[Step]) -> str:
-    def listed(attr: str) -> str:
-        found = [f"{getattr(s, attr)} at "
-                 f"{s.label if s.label.startswith('Set') else s.label.lower()}"
-                 for s in steps if getattr(s, attr) is not None]
-        return ", ".join(found) or "not measured"
+    # The steps named within a sentence ("6 at end"); a set keeps its label ("at Set 2").
+    within = {_("Assessment"): _("assessment"), _("Installation"): _("installation"),
+              _("End"): _("end")}
 
-    return (f"SUD (0–10) through the session: {listed('sud')}. "
-            f"VOC (1–7): {listed('voc')}.")
+    def listed(attr: str) -> str:
+        found = [_("%(value)s at %(step)s", value=getattr(s, attr),
+                   step=within.get(s.label, s.label))
+                 for s in steps if getattr(s, attr) is not None]
+        return ", ".join(found) or _("not measured")
+
+    return _("SUD (0–10) through the session: %(sud)s. VOC (1–7): %(voc)s.",
+             sud=listed("sud"), voc=listed("voc"))

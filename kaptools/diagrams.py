@@ -21,6 +21,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from .charts import svg_data_uri
+from .i18n import _, _l, catalogue_version, ngettext
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,8 @@ ROLE_COLOURS = {"manager": "#2f6b5e", "firefighter": "#b5542d", "exile": "#5a4b9
                 "unknown": "#6b7680"}
 ROLE_FILLS = {"manager": "#eef5f2", "firefighter": "#fbefe9", "exile": "#f1eff8",
               "unknown": "#f3f4f5"}
-ROLE_LABELS = {"manager": "Manager", "firefighter": "Firefighter", "exile": "Exile",
-               "unknown": "Role not yet known"}
+ROLE_LABELS = {"manager": _l("Manager"), "firefighter": _l("Firefighter"), "exile": _l("Exile"),
+               "unknown": _l("Role not yet known")}
 # Shape and border say the role too, so the map reads in greyscale.
 ROLE_SHAPES = {"manager": ("box", "rounded,filled"), "firefighter": ("octagon", "filled"),
                "exile": ("ellipse", "filled"), "unknown": ("box", "rounded,dashed,filled")}
@@ -40,9 +41,9 @@ EDGE_STYLES = {
                   "arrowhead": "tee", "arrowtail": "tee", "arrowsize": "0.7"},
     "allied": {"color": "#2f6b5e", "style": "dotted", "penwidth": "2.2", "dir": "none"},
 }
-EDGE_LEGEND = {"protects": "protects (the arrow points to the part protected)",
-               "polarised": "polarised with (dashed, bars at both ends)",
-               "allied": "allied with (dotted)"}
+EDGE_LEGEND = {"protects": _l("protects (the arrow points to the part protected)"),
+               "polarised": _l("polarised with (dashed, bars at both ends)"),
+               "allied": _l("allied with (dotted)")}
 FONT = "DejaVu Sans"
 NAME_PT = 10.0
 ROLE_PT = 9.0
@@ -72,15 +73,15 @@ class PartsMap:
 def wrap_name(name: str, width: int = 22) -> list[str]:
     """A part's name on lines of about ``width`` characters, every character kept."""
     return textwrap.wrap(" ".join(name.split()), width=width, break_long_words=True,
-                         break_on_hyphens=False) or ["Part"]
+                         break_on_hyphens=False) or [_("Part")]
 
 
 def _label(part: dict[str, Any]) -> str:
     role = part.get("role") if part.get("role") in ROLE_LABELS else "unknown"
     name = "<br/>".join(f"<b>{escape(line)}</b>" for line in wrap_name(str(part.get("name")
-                                                                            or "Part")))
+                                                                            or _("Part"))))
     return (f'<{name}<br/><font point-size="{ROLE_PT}" color="{ROLE_COLOURS[role]}">'
-            f'{escape(ROLE_LABELS[role])}</font>>')
+            f'{escape(str(ROLE_LABELS[role]))}</font>>')
 
 
 # Layouts tried in turn; the first that fits a page at full size is printed. Each removes
@@ -101,7 +102,7 @@ def layout(parts: list[dict[str, Any]], relationships: list[dict[str, Any]],
                outputorder="edgesfirst", pad="0.08", fontname=FONT, bgcolor="white")
     graph.attr("node", fontname=FONT, fontsize=str(NAME_PT), margin="0.1,0.05",
                penwidth="1.8", fontcolor="#1f2a33")
-    graph.node("self", id="self", label="Self", shape="circle", fontsize="14", style="filled",
+    graph.node("self", id="self", label=_("Self"), shape="circle", fontsize="14", style="filled",
                fillcolor="#fff6dc", color="#c98a2b", fontcolor="#6b3d00", penwidth="2")
     # Nodes are named by position (n0, n1 …): item ids that differ only in punctuation
     # can never merge two parts into one.
@@ -137,18 +138,29 @@ def _node_id(value: Any) -> str:
 
 def describe(parts: list[dict[str, Any]], relationships: list[dict[str, Any]]) -> str:
     """The map in words, for the PDF's alternative text."""
-    names = {str(p.get("item_id")): str(p.get("name") or "Part") for p in parts}
+    names = {str(p.get("item_id")): str(p.get("name") or _("Part")) for p in parts}
     by_role: dict[str, list[str]] = {}
     for p in parts:
         role = p.get("role") if p.get("role") in ROLE_LABELS else "unknown"
-        by_role.setdefault(role, []).append(str(p.get("name") or "Part"))
-    roles = "; ".join(f"{ROLE_LABELS[r].lower()}: {', '.join(n)}"
+        by_role.setdefault(role, []).append(str(p.get("name") or _("Part")))
+    # The roles as named within a sentence.
+    role_words = {"manager": _("manager"), "firefighter": _("firefighter"), "exile": _("exile"),
+                  "unknown": _("role not yet known")}
+    roles = "; ".join(_("%(role)s: %(parts)s", role=role_words[r], parts=", ".join(n))
                       for r, n in by_role.items())
-    words = {"protects": "protects", "polarised": "is polarised with", "allied": "is allied with"}
-    rels = [f"{names[str(r.get('from_part'))]} {words.get(r.get('kind'), 'is allied with')} "
-            f"{names[str(r.get('to_part'))]}" for r in relationships
+
+    def related(kind: Any, part: str, other: str) -> str:
+        if kind == "protects":
+            return _("%(part)s protects %(other)s", part=part, other=other)
+        if kind == "polarised":
+            return _("%(part)s is polarised with %(other)s", part=part, other=other)
+        return _("%(part)s is allied with %(other)s", part=part, other=other)
+
+    rels = [related(r.get("kind"), names[str(r.get("from_part"))], names[str(r.get("to_part"))])
+            for r in relationships
             if str(r.get("from_part")) in names and str(r.get("to_part")) in names]
-    text = f"Parts map around Self, {len(parts)} part{'s' if len(parts) != 1 else ''} ({roles})."
+    text = ngettext("Parts map around Self, %(num)d part (%(roles)s).",
+                    "Parts map around Self, %(num)d parts (%(roles)s).", len(parts), roles=roles)
     if rels:
         text += " " + "; ".join(rels) + "."
     return text
@@ -162,11 +174,14 @@ def graphviz_installed() -> bool:
 def ifs_map(parts: list[dict[str, Any]], relationships: list[dict[str, Any]]) -> PartsMap | None:
     """The map, or None when it cannot be printed legibly on one page (the parts table
     then stands alone). A signed map never changes: it is laid out once per process."""
-    return _ifs_map(json.dumps([parts, relationships], sort_keys=True, default=str))
+    from flask_babel import get_locale
+
+    return _ifs_map(json.dumps([parts, relationships], sort_keys=True, default=str),
+                    (str(get_locale()), catalogue_version()))
 
 
 @lru_cache(maxsize=64)
-def _ifs_map(key: str) -> PartsMap | None:
+def _ifs_map(key: str, words: tuple[str, str] = ("", "")) -> PartsMap | None:
     parts, relationships = json.loads(key)
     if not graphviz_installed():
         log.warning("Graphviz is not installed (Debian: apt-get install graphviz): the IFS "

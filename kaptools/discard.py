@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from . import audit
 from .extensions import db
+from .i18n import _
 from .models import Course, Note, NoteState, Review, ReviewStatus, TherapySession, User
-from .timeutil import utcnow
+from .timeutil import day, utcnow
 
 KEEP_DAYS = 30
 
@@ -34,28 +36,32 @@ def refusal(obj: Course | TherapySession | Note) -> str | None:
     """Why ``obj`` cannot be discarded, or None."""
     if isinstance(obj, Note):
         if obj.state != NoteState.DRAFT:
-            return ("A signed note stays in the record: add an addendum, or mark it entered "
-                    "in error.")
+            return _("A signed note stays in the record: add an addendum, or mark it entered "
+                     "in error.")
         if _pending_review([obj.id], []):
-            return "This draft is waiting for your supervisor's review."
+            return _("This draft is waiting for your supervisor's review.")
         return None
     sessions = [obj] if isinstance(obj, TherapySession) else list(obj.sessions)
     session_ids = [s.id for s in sessions]
     kept = db.session.scalar(select(func.count(Note.id)).where(
         Note.session_id.in_(session_ids), Note.state != NoteState.DRAFT)) if session_ids else 0
-    what = "session" if isinstance(obj, TherapySession) else "course"
+    is_session = isinstance(obj, TherapySession)
     if kept:
-        return f"This {what} holds signed notes, which stay in the record."
+        return _("This session holds signed notes, which stay in the record.") if is_session \
+            else _("This course holds signed notes, which stay in the record.")
     drafts = _drafts(session_ids)
     course_ids = [obj.id] if isinstance(obj, Course) else []
     if _pending_review([n.id for n in drafts], course_ids):
-        return f"A note of this {what} is waiting for your supervisor's review."
+        return _("A note of this session is waiting for your supervisor's review.") \
+            if is_session else _("A note of this course is waiting for your supervisor's "
+                                 "review.")
     if isinstance(obj, TherapySession):
         follower = db.session.scalar(select(TherapySession).where(
             TherapySession.follows_id == obj.id).limit(1))
         if follower is not None:
-            return (f"The integration session of {follower.session_date:%d %b %Y} follows this "
-                    "dosing session: change or discard that one first.")
+            return _("The integration session of %(date)s follows this dosing session: "
+                     "change or discard that one first.",
+                     date=day(follower.session_date, "dd MMM y"))
     return None
 
 
@@ -92,21 +98,30 @@ class Discarded:
 
 
 def discarded_records(now: datetime | None = None, limit: int = 200) -> list[Discarded]:
-    """Everything discarded on its own (not with a course or session), newest first."""
+    """Everything discarded on its own (not with a course or session), newest first: one
+    query per kind with the session, course and client each row names, one for the users."""
     now = now or utcnow()
-    found: list[Discarded] = []
+    to_course = joinedload(Course.client)
+    to_session = joinedload(TherapySession.course).options(to_course)
+    eager = {"note": joinedload(Note.session).options(to_session), "session": to_session,
+             "course": to_course}
+    rows = []
     for kind, model in KINDS.items():
         query = select(model).where(model.discarded_at.is_not(None)) \
-            .order_by(model.discarded_at.desc()).limit(limit) \
+            .order_by(model.discarded_at.desc()).limit(limit).options(eager[kind]) \
             .execution_options(include_discarded=True)
         for row in db.session.scalars(query):
             parent = _parent(row)
             if parent is not None and parent.discarded_at == row.discarded_at:
                 continue  # it comes back with what it was discarded with
-            found.append(Discarded(
-                kind, row.id, _client_code(row), _label(row), row.discarded_at,
-                _username(row.discarded_by_id),
-                row.discarded_at >= now - timedelta(days=KEEP_DAYS)))
+            rows.append((kind, row))
+    user_ids = {row.discarded_by_id for _, row in rows if row.discarded_by_id}
+    names = dict(db.session.execute(select(User.id, User.display_name)
+                                    .where(User.id.in_(user_ids))).all()) if user_ids else {}
+    found = [Discarded(kind, row.id, _client_code(row), _label(row), row.discarded_at,
+                       names.get(row.discarded_by_id, "—"),
+                       row.discarded_at >= now - timedelta(days=KEEP_DAYS))
+             for kind, row in rows]
     return sorted(found, key=lambda d: d.discarded_at, reverse=True)[:limit]
 
 
@@ -117,14 +132,14 @@ def restore(kind: str, record_id: int, admin: User) -> Discarded:
         model.id == record_id, model.discarded_at.is_not(None))
         .execution_options(include_discarded=True)) if model else None
     if row is None:
-        raise DiscardError("There is no such discarded record.")
+        raise DiscardError(_("There is no such discarded record."))
     if row.discarded_at < utcnow() - timedelta(days=KEEP_DAYS):
-        raise DiscardError(f"Records can be restored for {KEEP_DAYS} days after they were "
-                           "discarded; this one was discarded earlier.")
+        raise DiscardError(_("Records can be restored for %(days)s days after they were "
+                             "discarded; this one was discarded earlier.", days=KEEP_DAYS))
     parent = _parent(row)
     if parent is not None and parent.discarded_at is not None:
-        raise DiscardError("This record was discarded with its session or course: restore "
-                           "that instead.")
+        raise DiscardError(_("This record was discarded with its session or course: restore "
+                             "that instead."))
     stamp = row.discarded_at
     shown = Discarded(kind, row.id, _client_code(row), _label(row), stamp,
                       _username(row.discarded_by_id), True)
@@ -175,13 +190,12 @@ def _discarded_with(row, stamp: datetime) -> list:
 
 
 def _parent(row):
-    hidden = {"include_discarded": True}
+    """The session of a note, the course of a session (relationship loads see discarded
+    rows, see ``models._hide_discarded``)."""
     if isinstance(row, Note):
-        return db.session.scalar(select(TherapySession).where(
-            TherapySession.id == row.session_id).execution_options(**hidden))
+        return row.session
     if isinstance(row, TherapySession):
-        return db.session.scalar(select(Course).where(
-            Course.id == row.course_id).execution_options(**hidden))
+        return row.course
     return None
 
 
@@ -199,10 +213,13 @@ def _label(row) -> str:
         session = _parent(row)
         template = get_registry().get(row.modality, row.template_version)
         title = template.title if template else row.modality
-        return f"Draft “{title}”, {session.kind} session of {session.session_date:%d %b %Y}"
+        return _("Draft “%(title)s”, %(kind)s session of %(date)s", title=title,
+                 kind=f"{session.kind}", date=day(session.session_date, "dd MMM y"))
     if isinstance(row, TherapySession):
-        return f"{row.kind.capitalize()} session of {row.session_date:%d %b %Y}"
-    return f"Course “{row.title}” from {row.starts_on:%d %b %Y}"
+        return _("%(kind)s session of %(date)s", kind=row.kind.capitalize(),
+                 date=day(row.session_date, "dd MMM y"))
+    return _("Course “%(title)s” from %(date)s", title=row.title,
+             date=day(row.starts_on, "dd MMM y"))
 
 
 def _username(user_id: int | None) -> str:

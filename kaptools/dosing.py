@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from .i18n import _
+
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
@@ -21,7 +23,9 @@ def dose_in_both_units(dose: Any, unit: Any, weight_kg: Any) -> str | None:
         return None
     dose, weight_kg = float(dose), float(weight_kg)
     if unit == "mg":
-        return f"{_fmt(dose, 2)} mg = {_fmt(dose / weight_kg, 2)} mg/kg at {_fmt(weight_kg, 1)} kg"
+        return _("%(dose)s mg = %(per_kg)s mg/kg at %(weight)s kg", dose=_fmt(dose, 2),
+                 per_kg=_fmt(dose / weight_kg, 2), weight=_fmt(weight_kg, 1))
     if unit == "mg_per_kg":
-        return f"{_fmt(dose, 2)} mg/kg = {_fmt(dose * weight_kg, 1)} mg at {_fmt(weight_kg, 1)} kg"
+        return _("%(per_kg)s mg/kg = %(dose)s mg at %(weight)s kg", per_kg=_fmt(dose, 2),
+                 dose=_fmt(dose * weight_kg, 1), weight=_fmt(weight_kg, 1))
     return None

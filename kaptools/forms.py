@@ -21,28 +21,29 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from .i18n import _, _l
 from .models import CourseFormat, ReviewMode, Role, SessionKind
 from .textcheck import text_problem
 
 FORMAT_LABELS = {
-    CourseFormat.INTENSIVE: "Intensive retreat",
-    CourseFormat.WEEKLY: "Weekly",
-    CourseFormat.BIWEEKLY: "Every two weeks",
+    CourseFormat.INTENSIVE: _l("Intensive retreat"),
+    CourseFormat.WEEKLY: _l("Weekly"),
+    CourseFormat.BIWEEKLY: _l("Every two weeks"),
 }
 KIND_LABELS = {
-    SessionKind.PREPARATION: "Preparation",
-    SessionKind.DOSING: "Dosing (medicine session)",
-    SessionKind.INTEGRATION: "Integration",
-    SessionKind.ASSESSMENT: "Assessment",
+    SessionKind.PREPARATION: _l("Preparation"),
+    SessionKind.DOSING: _l("Dosing (medicine session)"),
+    SessionKind.INTEGRATION: _l("Integration"),
+    SessionKind.ASSESSMENT: _l("Assessment"),
 }
 ROLE_LABELS = {
-    Role.THERAPIST: "Therapist",
-    Role.SUPERVISOR: "Supervisor",
-    Role.ADMIN: "Administrator",
+    Role.THERAPIST: _l("Therapist"),
+    Role.SUPERVISOR: _l("Supervisor"),
+    Role.ADMIN: _l("Administrator"),
 }
 REVIEW_MODE_LABELS = {
-    ReviewMode.APPROVE_BEFORE_SIGNING: "Approve before signing (trainee)",
-    ReviewMode.COSIGN_AFTER_SIGNING: "Co-sign after signing",
+    ReviewMode.APPROVE_BEFORE_SIGNING: _l("Approve before signing (trainee)"),
+    ReviewMode.COSIGN_AFTER_SIGNING: _l("Co-sign after signing"),
 }
 
 
@@ -92,191 +93,198 @@ def _strip(value):
 
 
 class LoginForm(KapForm):
-    username = StringField("Username", [DataRequired(), Length(max=64)], filters=[_strip])
-    password = PasswordField("Password", [DataRequired(), Length(max=256)])
+    username = StringField(_l("Username"), [DataRequired(), Length(max=64)], filters=[_strip])
+    password = PasswordField(_l("Password"), [DataRequired(), Length(max=256)])
 
 
 class PasswordChangeForm(KapForm):
-    current = PasswordField("Current password", [DataRequired(), Length(max=256)])
-    new = PasswordField("New password", [DataRequired(), Length(min=12, max=256)],
-                        description="At least 12 characters. A short sentence works well.")
-    confirm = PasswordField("New password again", [DataRequired(), Length(max=256)])
+    current = PasswordField(_l("Current password"), [DataRequired(), Length(max=256)])
+    new = PasswordField(_l("New password"), [DataRequired(), Length(min=12, max=256)],
+                        description=_l("At least 12 characters. A short sentence works well."))
+    confirm = PasswordField(_l("New password again"), [DataRequired(), Length(max=256)])
 
     def validate_confirm(self, field) -> None:
         if field.data != self.new.data:
-            raise ValidationError("The two new passwords differ.")
+            raise ValidationError(_("The two new passwords differ."))
 
 
 class CodeForm(KapForm):
     """A six-digit code from the authenticator app, or a recovery code."""
 
-    code = StringField("Code", [DataRequired("Enter the code your app shows."), Length(max=32)],
+    code = StringField(_l("Code"), [DataRequired(_l("Enter the code your app shows.")),
+                                    Length(max=32)],
                        filters=[_strip],
-                       description="The six digits your authenticator app shows now, or one "
-                                   "of your recovery codes.",
+                       description=_l("The six digits your authenticator app shows now, or "
+                                      "one of your recovery codes."),
+                       # The one thing this page asks for: the cursor is there already.
                        render_kw={"autocomplete": "one-time-code", "autocapitalize": "off",
-                                  "spellcheck": "false"})
+                                  "spellcheck": "false", "autofocus": True})
 
 
 class EnrolForm(KapForm):
-    code = StringField("Code from the app", [DataRequired("Enter the code your app shows."),
-                                             Length(max=32)],
+    code = StringField(_l("Code from the app"), [DataRequired(_l("Enter the code your app "
+                                                                 "shows.")),
+                                                 Length(max=32)],
                        filters=[_strip],
-                       description="After adding kaptools to the app, type the six digits "
-                                   "it shows.",
+                       description=_l("After adding kaptools to the app, type the six digits "
+                                      "it shows."),
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
 
 
 class TwoFactorOffForm(KapForm):
-    password = PasswordField("Your password", [DataRequired(), Length(max=256)])
+    password = PasswordField(_l("Your password"), [DataRequired(), Length(max=256)])
 
 
 class TimeZoneForm(KapForm):
-    time_zone = SelectField("Your time zone", validate_choice=True,
-                            description="Pages show dates and times, and “today”, in this "
-                                        "zone. Printed documents keep the clinic's.")
+    time_zone = SelectField(_l("Your time zone"), validate_choice=True,
+                            description=_l("Pages show dates and times, and “today”, in this "
+                                           "zone. Printed documents keep the clinic's."))
 
 
 class RecordExportForm(KapForm):
-    reason = TextAreaField("Why is the record leaving kaptools?",
-                           [DataRequired("Say why the record is exported; it goes in the audit "
-                                         "trail."), Length(max=500)],
+    reason = TextAreaField(_l("Why is the record leaving kaptools?"),
+                           [DataRequired(_l("Say why the record is exported; it goes in the "
+                                            "audit trail.")), Length(max=500)],
                            filters=[_strip],
-                           description="For example: the client asked for a copy of their "
-                                       "record; moving to another clinic's system.",
+                           description=_l("For example: the client asked for a copy of their "
+                                          "record; moving to another clinic's system."),
                            render_kw={"rows": 2, "maxlength": 500})
 
 
 class RolePolicyForm(KapForm):
-    therapist = BooleanField("Therapists")
-    supervisor = BooleanField("Supervisors")
-    admin = BooleanField("Administrators")
+    therapist = BooleanField(_l("Therapists"))
+    supervisor = BooleanField(_l("Supervisors"))
+    admin = BooleanField(_l("Administrators"))
 
 
 class ClientForm(KapForm):
     code = StringField(
-        "Client code",
+        _l("Client code"),
         [DataRequired(), Length(min=2, max=32),
          Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
-                message="Use letters, digits, dashes or underscores, starting with a letter "
-                        "or digit."),
+                message=_l("Use letters, digits, dashes or underscores, starting with a "
+                           "letter or digit.")),
          clean_text(identifier=True)],
         filters=[_strip],
-        description="A pseudonymous code such as KT-0142. Never the client's name.",
+        description=_l("A pseudonymous code such as KT-0142. Never the client's name."),
     )
     display_name = StringField(
-        "Display name (optional)",
+        _l("Display name (optional)"),
         [Optional(), Length(max=120), clean_text(identifier=True)],
         filters=[_strip],
-        description="Shown only to you and your supervisor; leave empty to use the code alone.",
+        description=_l("Shown only to you and your supervisor; leave empty to use the code "
+                       "alone."),
     )
-    archived = BooleanField("Archived")
+    archived = BooleanField(_l("Archived"))
 
 
 class CourseForm(KapForm):
-    title = StringField("Title", [DataRequired(), Length(max=120), clean_text()],
+    title = StringField(_l("Title"), [DataRequired(), Length(max=120), clean_text()],
                         filters=[_strip],
-                        description="For example: Spring intensive, or Weekly course 2.")
-    format = SelectField("Format",
+                        description=_l("For example: Spring intensive, or Weekly course 2."))
+    format = SelectField(_l("Format"),
                          choices=choice_list((k.value, v) for k, v in FORMAT_LABELS.items()))
-    starts_on = DateField("First day", [DataRequired(message="Enter the first day.")])
-    ends_on = DateField("Last day (optional)", [Optional()])
+    starts_on = DateField(_l("First day"), [DataRequired(message=_l("Enter the first day."))])
+    ends_on = DateField(_l("Last day (optional)"), [Optional()])
     intentions = TextAreaField(
-        "Intentions",
+        _l("Intentions"),
         [Optional(), Length(max=4000), clean_text(multiline=True)],
-        description="What the client hopes to work on in this course, in their words if "
-                    "possible.",
+        description=_l("What the client hopes to work on in this course, in their words if "
+                       "possible."),
     )
 
     def validate_ends_on(self, field) -> None:
         if field.data and self.starts_on.data and field.data < self.starts_on.data:
-            raise ValidationError("The last day cannot come before the first day.")
+            raise ValidationError(_("The last day cannot come before the first day."))
 
 
 class SessionForm(KapForm):
-    kind = SelectField("Kind", choices=choice_list((k.value, v) for k, v in KIND_LABELS.items()))
-    session_date = DateField("Date", [DataRequired(message="Enter the session date.")])
-    follows_id = SelectField("Follows dosing session", coerce=int, choices=[],
-                             description="An integration session names the dosing session it "
-                                         "follows.")
-    summary = StringField("Short description (optional)",
+    kind = SelectField(_l("Kind"),
+                       choices=choice_list((k.value, v) for k, v in KIND_LABELS.items()))
+    session_date = DateField(_l("Date"), [DataRequired(message=_l("Enter the session date."))])
+    follows_id = SelectField(_l("Follows dosing session"), coerce=int, choices=[],
+                             description=_l("An integration session names the dosing session "
+                                            "it follows."))
+    summary = StringField(_l("Short description (optional)"),
                           [Optional(), Length(max=200), clean_text()], filters=[_strip])
 
     def validate_follows_id(self, field) -> None:
         if self.kind.data == SessionKind.INTEGRATION and not field.data:
-            raise ValidationError("Choose the dosing session this integration follows.")
+            raise ValidationError(_("Choose the dosing session this integration follows."))
 
 
 class UserForm(KapForm):
     username = StringField(
-        "Username",
+        _l("Username"),
         [DataRequired(), Length(min=3, max=64),
-         Regexp(r"^[a-z0-9][a-z0-9._-]*$", message="Use lower-case letters, digits, dots, "
-                                                   "dashes or underscores.")],
+         Regexp(r"^[a-z0-9][a-z0-9._-]*$", message=_l("Use lower-case letters, digits, dots, "
+                                                      "dashes or underscores."))],
         filters=[lambda v: v.strip().lower() if isinstance(v, str) else v],
     )
-    display_name = StringField("Full name", [DataRequired(), Length(max=120),
-                                             clean_text(identifier=True)], filters=[_strip])
-    role = SelectField("Role", choices=choice_list((k.value, v) for k, v in ROLE_LABELS.items()))
-    password = PasswordField("Password", [Optional(), Length(min=12, max=256)],
-                             description="At least 12 characters. Leave empty to keep the "
-                                         "current password.")
-    active = BooleanField("Account active", default=True)
+    display_name = StringField(_l("Full name"), [DataRequired(), Length(max=120),
+                                                 clean_text(identifier=True)], filters=[_strip])
+    role = SelectField(_l("Role"),
+                       choices=choice_list((k.value, v) for k, v in ROLE_LABELS.items()))
+    password = PasswordField(_l("Password"), [Optional(), Length(min=12, max=256)],
+                             description=_l("At least 12 characters. Leave empty to keep the "
+                                            "current password."))
+    active = BooleanField(_l("Account active"), default=True)
 
 
 class SupervisionForm(KapForm):
-    supervisor_id = SelectField("Supervisor", coerce=int)
-    supervisee_id = SelectField("Supervisee", coerce=int)
-    starts_on = DateField("Starts", [DataRequired(message="Enter the start date.")])
-    ends_on = DateField("Ends (optional)", [Optional()])
-    review_mode = SelectField("Review mode",
+    supervisor_id = SelectField(_l("Supervisor"), coerce=int)
+    supervisee_id = SelectField(_l("Supervisee"), coerce=int)
+    starts_on = DateField(_l("Starts"), [DataRequired(message=_l("Enter the start date."))])
+    ends_on = DateField(_l("Ends (optional)"), [Optional()])
+    review_mode = SelectField(_l("Review mode"),
                               choices=choice_list(
                                   (k.value, v) for k, v in REVIEW_MODE_LABELS.items()))
 
     def validate_supervisee_id(self, field) -> None:
         if field.data == self.supervisor_id.data:
-            raise ValidationError("Someone cannot supervise themselves.")
+            raise ValidationError(_("Someone cannot supervise themselves."))
 
     def validate_ends_on(self, field) -> None:
         if field.data and self.starts_on.data and field.data < self.starts_on.data:
-            raise ValidationError("The end cannot come before the start.")
+            raise ValidationError(_("The end cannot come before the start."))
 
 
 class EndSupervisionForm(KapForm):
-    ends_on = DateField("Ends on", [DataRequired(message="Enter the end date.")])
+    ends_on = DateField(_l("Ends on"), [DataRequired(message=_l("Enter the end date."))])
 
 
 class AuditFilterForm(FilterForm):
-    user = StringField("User", [Optional(), Length(max=64)], filters=[_strip])
-    client = StringField("Client code", [Optional(), Length(max=32)], filters=[_strip])
-    action = StringField("Action", [Optional(), Length(max=48)], filters=[_strip])
-    since = DateField("From", [Optional()])
-    until = DateField("To", [Optional()])
+    user = StringField(_l("User"), [Optional(), Length(max=64)], filters=[_strip])
+    client = StringField(_l("Client code"), [Optional(), Length(max=32)], filters=[_strip])
+    action = StringField(_l("Action"), [Optional(), Length(max=48)], filters=[_strip])
+    since = DateField(_l("From"), [Optional()])
+    until = DateField(_l("To"), [Optional()])
 
 
 class ReviewFilterForm(FilterForm):
     """Filters of the review queue; an empty choice means "all"."""
 
-    supervisee = SelectField("Supervisee", choices=[], default="")
-    status = SelectField("Status", choices=[], default="")
-    since = DateField("Submitted from", [Optional()])
-    until = DateField("to", [Optional()])
+    supervisee = SelectField(_l("Supervisee"), choices=[], default="")
+    status = SelectField(_l("Status"), choices=[], default="")
+    since = DateField(_l("Submitted from"), [Optional()])
+    until = DateField(_l("to"), [Optional()])
 
 
 class AddendumForm(KapForm):
-    body = TextAreaField("Addendum", [DataRequired(message="Write the addendum first."),
-                                      Length(max=10000)],
-                         description="Signed and dated with your name when added. It cannot "
-                                     "be changed afterwards.", id="addendum-body",
+    body = TextAreaField(_l("Addendum"), [DataRequired(message=_l("Write the addendum first.")),
+                                          Length(max=10000)],
+                         description=_l("Signed and dated with your name when added. It "
+                                        "cannot be changed afterwards."), id="addendum-body",
                          render_kw={"rows": 4, "maxlength": 10000})
 
 
 class EnteredInErrorForm(KapForm):
-    reason = StringField("Reason", [DataRequired(message="Give a reason."), Length(max=2000)],
+    reason = StringField(_l("Reason"), [DataRequired(message=_l("Give a reason.")),
+                                        Length(max=2000)],
                          filters=[_strip], id="error-reason", render_kw={"maxlength": 2000})
 
 
 class CommentForm(KapForm):
-    body = TextAreaField("Comment", [DataRequired(message="Write a comment first."),
-                                     Length(max=4000)])
-    field_key = StringField("Field", [Optional(), Length(max=200)])
+    body = TextAreaField(_l("Comment"), [DataRequired(message=_l("Write a comment first.")),
+                                         Length(max=4000)])
+    field_key = StringField(_l("Field"), [Optional(), Length(max=200)])

@@ -87,7 +87,11 @@ LOCKED_VIEWS = LockedViews()
 
 
 def note_answers_view(macro, note, template, answers, refs) -> Markup:
-    """A note's answers laid out by ``macro`` (isolated); reused for locked notes."""
+    """A note's answers laid out by ``macro`` (isolated); reused for locked notes (for as
+    long as the words they are laid out in stay the same)."""
+    from flask_babel import get_locale
+
+    from .i18n import catalogue_version
     from .modality.answers import plain_answers
 
     def plain() -> list:
@@ -95,6 +99,7 @@ def note_answers_view(macro, note, template, answers, refs) -> Markup:
 
     if note.state == "draft" or not note.content_hash:
         return call_isolated(macro, template, answers, refs, plain=plain)
-    key = (note.id, note.content_hash, template.slug, template.version, macro.name)
+    key = (note.id, note.content_hash, template.slug, template.version, macro.name,
+           str(get_locale()), catalogue_version())
     return LOCKED_VIEWS.get_or_make(
         key, lambda: call_isolated(macro, template, answers, refs, plain=plain))

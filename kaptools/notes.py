@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from . import audit
 from .extensions import db
+from .i18n import _, ngettext
 from .modality.schema import Template
 from .models import (
     Addendum,
@@ -28,7 +29,7 @@ from .models import (
     TherapySession,
     User,
 )
-from .timeutil import today, utcnow
+from .timeutil import day, today, utcnow
 
 
 class SignRefused(Exception):
@@ -57,23 +58,34 @@ def canonical_json(data: Any) -> str:
 
 def content_hash(note: Note) -> str:
     """SHA-256 of the note's canonical record content (never the private notes)."""
+    return record_hash(note.id, note.session_id, note.author_id, note.modality,
+                       note.template_version, note.answers)
+
+
+def record_hash(note_id: int, session_id: int, author_id: int, modality: str,
+                template_version: int, answers: dict[str, Any]) -> str:
+    """The content hash of a note with these ids and answers, wherever they come from."""
     payload = {
-        "note_id": note.id,
-        "session_id": note.session_id,
-        "author_id": note.author_id,
-        "modality": note.modality,
-        "template_version": note.template_version,
-        "answers": note.answers,
+        "note_id": note_id,
+        "session_id": session_id,
+        "author_id": author_id,
+        "modality": modality,
+        "template_version": template_version,
+        "answers": answers,
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def addendum_hash(note: Note, addendum: Addendum) -> str:
     """SHA-256 binding an addendum's text and time to the signed note it corrects."""
-    return hashlib.sha256(canonical_json(
+    return seal_digest(
         {"note_id": note.id, "note_hash": note.content_hash, "author_id": addendum.author_id,
-         "body": addendum.body, "signed_at": addendum.signed_at.isoformat()}).encode()
-    ).hexdigest()
+         "body": addendum.body, "signed_at": addendum.signed_at.isoformat()})
+
+
+def seal_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of ``payload`` written canonically: what every seal is made of."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def cosign_hash(note: Note, cosigner_id: int, review_id: int, at) -> str:
@@ -240,15 +252,23 @@ def sign_refusal(note: Note) -> str | None:
 
     session = note.session
     if session.session_date > today():
-        return (f"The session is dated {session.session_date:%-d %B %Y}, in the future: a "
-                "note is signed on or after the day of its session. Correct the session's "
-                "date if it is wrong.")
+        dated = day(session.session_date, "d MMMM y")
+        return _("The session is dated %(date)s, in the future: a note is signed on or after "
+                 "the day of its session. Correct the session's date if it is wrong.",
+                 date=dated)
     template = get_registry().get(note.modality, note.template_version)
     if template is not None and (missing := missing_before_signing(note, template)):
-        return (f"{template.title} cannot be signed until this course has a signed "
-                f"{' and a signed '.join(m.lower() for m in missing)}. Write and sign "
-                f"{'them' if len(missing) > 1 else 'it'} first (in this or an earlier "
-                "session of the course).")
+        needed = [m.lower() for m in missing]
+        listed = needed[0]
+        for title in needed[1:]:
+            listed = _("%(earlier)s and a signed %(next)s", earlier=listed, next=title)
+        return ngettext("%(title)s cannot be signed until this course has a signed "
+                        "%(missing)s. Write and sign it first (in this or an earlier session "
+                        "of the course).",
+                        "%(title)s cannot be signed until this course has a signed "
+                        "%(missing)s. Write and sign them first (in this or an earlier session "
+                        "of the course).",
+                        len(missing), title=template.title, missing=listed)
     return None
 
 
@@ -303,11 +323,14 @@ def recall_overlap(note: Note) -> str | None:
         return None
     earlier = row.session_date
     gap = (on - earlier).days
-    when = "the same day" if gap == 0 else f"{gap} day{'s' if gap != 1 else ''} earlier"
-    return (f"A {template.title} was already taken on {earlier:%-d %B %Y} ({when}). Its "
-            f"questions cover the last {template.recall_days} days, so the two sets of answers "
-            f"overlap; a repeat is usually taken from "
-            f"{earlier + timedelta(days=template.recall_days):%-d %B} on.")
+    when = _("the same day") if gap == 0 else ngettext("%(num)d day earlier",
+                                                       "%(num)d days earlier", gap)
+    taken = day(earlier, "d MMMM y")
+    repeat = day(earlier + timedelta(days=template.recall_days), "d MMMM")
+    return _("A %(title)s was already taken on %(date)s (%(when)s). Its questions cover the "
+             "last %(days)s days, so the two sets of answers overlap; a repeat is usually "
+             "taken from %(repeat)s on.", title=template.title, date=taken, when=when,
+             days=template.recall_days, repeat=repeat)
 
 
 def sign(note: Note, signer: User, editor_id: str | None = None) -> Signature:
@@ -319,6 +342,14 @@ def sign(note: Note, signer: User, editor_id: str | None = None) -> Signature:
         raise SignRefused(refusal)
     if (elsewhere := unsaved_elsewhere(note, signer, editor_id)) is not None:
         raise UnsavedElsewhere(elsewhere)
+    return seal(note, signer)
+
+
+def seal(note: Note, signer: User) -> Signature:
+    """Lock ``note`` under its content hash, signed by ``signer`` now. ``sign`` checks
+    first what a therapist's signature needs; a record import seals what it verified."""
+    if note.state != NoteState.DRAFT:
+        raise NoteLocked()
     now = utcnow()
     digest = content_hash(note)
     note.state = NoteState.SIGNED

@@ -7,6 +7,7 @@ from datetime import date
 from functools import lru_cache
 
 from . import charts
+from .i18n import _, catalogue_version
 from .modality import get_registry
 from .modality.answers import compute_scores
 from .models import Course, NoteState, SessionKind
@@ -57,8 +58,9 @@ class MeasureChange:
 
     @property
     def markers(self) -> str:
-        return " · ".join(m for m, on in (("response (≥ 50 % lower)", self.response),
-                                          ("remission", self.remission)) if on)
+        return " · ".join(m for m, on in (
+            (_("response (≥ %(percent)s %% lower)", percent=50), self.response),
+            (_("remission"), self.remission)) if on)
 
 
 def course_outcomes(course: Course) -> list[OutcomePoint]:
@@ -126,11 +128,18 @@ def course_chart(sessions, points: list[OutcomePoint]) -> charts.Chart | None:
         tuple(sorted(s.session_date for s in sessions if s.kind == SessionKind.DOSING)),
         min(s.session_date for s in sessions) if sessions else points[0].on,
         max(s.session_date for s in sessions) if sessions else points[-1].on,
-        tuple(points))
+        tuple(points), _words())
+
+
+def _words() -> tuple[str, str]:
+    """What a chart's words depend on (its titles and alternative text are translated)."""
+    from flask_babel import get_locale
+
+    return str(get_locale()), catalogue_version()
 
 
 @lru_cache(maxsize=256)
-def _course_chart(dosing_days, first, last, points) -> charts.Chart | None:
+def _course_chart(dosing_days, first, last, points, words=None) -> charts.Chart | None:
     series = []
     by_measure = {c.measure: c for c in changes(list(points))}
     for measure in MEASURES.values():

@@ -6,6 +6,8 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
+from .i18n import _
+
 # Verified against when the username is unknown, so the failure path costs the same.
 _DUMMY_PASSWORD = "kaptools-not-a-real-password"
 
@@ -57,7 +59,7 @@ def needs_rehash(stored_hash: str) -> bool:
 def password_problem(password: str) -> str | None:
     """Explain why a new password is unacceptable, or return None."""
     if len(password) < 12:
-        return "Use at least 12 characters."
+        return _("Use at least 12 characters.")
     if len(password) > 256:
-        return "Use at most 256 characters."
+        return _("Use at most 256 characters.")
     return None

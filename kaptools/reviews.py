@@ -13,6 +13,7 @@ from . import audit
 from .access import PAGE_SIZE, Scope
 from .extensions import db
 from .forms import KIND_LABELS
+from .i18n import _
 from .modality import get_registry
 from .modality.answers import display_value
 from .modality.schema import Template
@@ -30,7 +31,7 @@ from .models import (
     User,
 )
 from .notes import cosign_hash, verify_hash
-from .timeutil import today, utcnow
+from .timeutil import day, today, utcnow
 
 
 class ReviewError(Exception):
@@ -83,10 +84,10 @@ def sign_blocker(note: Note, author: User,
         # The approval covers exactly the version the supervisor read.
         if reviews[-1].snapshot.get("version") == note.version:
             return None
-        return ("The note changed after your supervisor approved it: send it for review again "
-                "and sign it once the new version is approved.")
-    return ("Your supervision requires approval before signing: submit this note for review "
-            "and sign it once your supervisor has approved it.")
+        return _("The note changed after your supervisor approved it: send it for review "
+                 "again and sign it once the new version is approved.")
+    return _("Your supervision requires approval before signing: submit this note for review "
+             "and sign it once your supervisor has approved it.")
 
 
 def _snapshot(note: Note) -> dict[str, Any]:
@@ -98,9 +99,9 @@ def _snapshot(note: Note) -> dict[str, Any]:
 def submit_note(note: Note, author: User, reviewer_id: int) -> Review:
     """Send one note (draft or signed) to a supervisor."""
     if note.author_id != author.id:
-        raise ReviewError("Only the note's author can submit it for review.")
+        raise ReviewError(_("Only the note's author can submit it for review."))
     return _open_review(author, reviewer_id, note_reviews(note), _code(note),
-                        "This note is already waiting for review.",
+                        _("This note is already waiting for review."),
                         note_id=note.id, snapshot=_snapshot(note))
 
 
@@ -108,7 +109,7 @@ def _open_review(author: User, reviewer_id: int, previous: list[Review], client_
                  already: str, **subject: Any) -> Review:
     """A new round of review, addressed to one of the author's current supervisors."""
     if reviewer_id not in {s.id for s in current_supervisors(author)}:
-        raise ReviewError("Choose one of your current supervisors.")
+        raise ReviewError(_("Choose one of your current supervisors."))
     if previous and previous[-1].status == ReviewStatus.SUBMITTED:
         raise ReviewError(already)
     review = Review(submitted_by_id=author.id, reviewer_id=reviewer_id,
@@ -135,7 +136,7 @@ def _course_snapshot(course: Course) -> dict[str, Any]:
             notes[str(note.id)] = {
                 "title": template.title if template else note.modality,
                 "session": f"{KIND_LABELS.get(sess.kind, sess.kind)} · "
-                           f"{sess.session_date:%d %b %Y}",
+                           f"{day(sess.session_date, 'dd MMM y')}",
                 "modality": note.modality, "version": note.template_version,
                 "answers": note.answers, "state": note.state,
                 "content_hash": note.content_hash}
@@ -150,9 +151,9 @@ def course_reviews(course: Course) -> list[Review]:
 def submit_course(course: Course, author: User, reviewer_id: int) -> Review:
     """Send a whole course summary to a supervisor."""
     if course.client.therapist_id != author.id:
-        raise ReviewError("Only the treating therapist can submit this course.")
+        raise ReviewError(_("Only the treating therapist can submit this course."))
     return _open_review(author, reviewer_id, course_reviews(course), course.client.code,
-                        "This course summary is already waiting for review.",
+                        _("This course summary is already waiting for review."),
                         course_id=course.id, snapshot=_course_snapshot(course))
 
 
@@ -168,22 +169,23 @@ def parse_course_anchor(review: Review, anchor: str | None) -> tuple[str | None,
         return None, None
     parts = anchor.split(":")
     if parts[0] != "note" or len(parts) not in (2, 3):
-        raise ReviewError("Comment on one of the course's notes, or leave a general comment.")
+        raise ReviewError(_("Comment on one of the course's notes, or leave a general "
+                            "comment."))
     entry = review.snapshot.get("notes", {}).get(parts[1])
     if entry is None:
-        raise ReviewError("That note is not part of this submission.")
+        raise ReviewError(_("That note is not part of this submission."))
     key = parts[2] if len(parts) == 3 else None
     if key:
         template = get_registry().get(entry["modality"], entry["version"])
         f = template.field(key) if template else None
         if f is None or f.audience == "private":
-            raise ReviewError("Comment on one of the note's fields.")
+            raise ReviewError(_("Comment on one of the note's fields."))
     return parts[1], key
 
 
 def _require_open(review: Review) -> None:
     if review.status != ReviewStatus.SUBMITTED:
-        raise ReviewError("This review has already been decided.")
+        raise ReviewError(_("This review has already been decided."))
 
 
 def comment(review: Review, supervisor: User, field_key: str | None, body: str) -> ReviewComment:
@@ -195,8 +197,8 @@ def comment(review: Review, supervisor: User, field_key: str | None, body: str) 
         template = get_registry().get(note.modality, note.template_version)
         if field_key and (template is None or template.field(field_key) is None
                           or template.field(field_key).audience == "private"):
-            raise ReviewError("Comment on one of the note's fields, or leave a general "
-                              "comment.")
+            raise ReviewError(_("Comment on one of the note's fields, or leave a general "
+                                "comment."))
     found = ReviewComment(review=review, author_id=supervisor.id, field_key=field_key or None,
                           body=body, created_at=utcnow())
     db.session.add(found)
@@ -220,18 +222,20 @@ def decide(review: Review, supervisor: User, action: str) -> Signature | None:
         review.status = ReviewStatus.APPROVED
     elif action == "cosign":
         if note.state != NoteState.SIGNED:
-            raise ReviewError("Only a signed note can be co-signed; approve a draft instead.")
+            raise ReviewError(_("Only a signed note can be co-signed; approve a draft "
+                                "instead."))
         check = verify_hash(note)
         if check is None or not check.ok:
-            raise ReviewError("The note does not match its signed hash; it cannot be co-signed.")
+            raise ReviewError(_("The note does not match its signed hash; it cannot be "
+                                "co-signed."))
         if review.snapshot.get("content_hash") != note.content_hash:
-            raise ReviewError("The note was signed or changed after it was submitted, so what "
-                              "you read is not what would be co-signed. Return it and ask for "
-                              "the signed version to be sent again.")
+            raise ReviewError(_("The note was signed or changed after it was submitted, so "
+                                "what you read is not what would be co-signed. Return it and "
+                                "ask for the signed version to be sent again."))
         signature = _cosign(note, supervisor, review)
         review.status = ReviewStatus.COSIGNED
     else:
-        raise ReviewError("Unknown review action.")
+        raise ReviewError(_("Unknown review action."))
     review.decided_at = utcnow()
     db.session.flush()
     audit.record(f"review.{review.status}", obj=review, user=supervisor, client_code=_code(note),
@@ -262,13 +266,14 @@ def _decide_course(review: Review, supervisor: User, action: str) -> None:
             check = verify_hash(note) if note is not None else None
             if note is None or note.state != NoteState.SIGNED or check is None or not check.ok \
                     or entry.get("content_hash") != note.content_hash:
-                raise ReviewError("Every note in the course must have been signed when it was "
-                                  "submitted, and be unchanged since, to co-sign the summary.")
+                raise ReviewError(_("Every note in the course must have been signed when it "
+                                    "was submitted, and be unchanged since, to co-sign the "
+                                    "summary."))
         for note in notes:
             _cosign(note, supervisor, review)
         review.status = ReviewStatus.COSIGNED
     else:
-        raise ReviewError("Unknown review action.")
+        raise ReviewError(_("Unknown review action."))
     review.decided_at = utcnow()
     db.session.flush()
     audit.record(f"review.{review.status}", obj=review, user=supervisor,
@@ -414,11 +419,12 @@ def diff(template: Template, before: dict[str, Any], after: dict[str, Any]) -> l
             changes.append(Change(f.label, _show(template, f.key, old.get(f.key), refs),
                                   _show(template, f.key, new.get(f.key), refs)))
     if before.get("state") != after.get("state"):
-        changes.append(Change("Note state", str(before.get("state")), str(after.get("state"))))
+        changes.append(Change(_("Note state"), str(before.get("state")),
+                              str(after.get("state"))))
     old_add = {a["id"] for a in before.get("addenda", [])}
     for add in after.get("addenda", []):
         if add["id"] not in old_add:
-            changes.append(Change("New addendum", "—", add["body"]))
+            changes.append(Change(_("New addendum"), "—", add["body"]))
     return changes
 
 
@@ -430,7 +436,7 @@ def course_diff(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
     for note_id, entry in new.items():
         label = f"{entry['title']} ({entry['session']})"
         if note_id not in old:
-            changes.append(Change(label, "—", "added to the course"))
+            changes.append(Change(label, "—", _("added to the course")))
             continue
         template = registry.get(entry["modality"], entry["version"])
         if template is None:
@@ -439,6 +445,6 @@ def course_diff(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
             changes.append(Change(f"{label}: {change.label}", change.before, change.after))
     for note_id, entry in old.items():
         if note_id not in new:
-            changes.append(Change(f"{entry['title']} ({entry['session']})", "present",
-                                  "no longer in the course"))
+            changes.append(Change(f"{entry['title']} ({entry['session']})", _("present"),
+                                  _("no longer in the course")))
     return changes

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, func, select
 
 from .extensions import db
+from .i18n import _
 from .modality.answers import compute_scores
 from .modality.schema import Template
 from .models import Client, Note, NoteState, RiskSignal, TherapySession
@@ -40,9 +41,10 @@ def record_signing(note: Note, template: Template) -> None:
     client_id = note.session.course.client_id
     if note.modality == FOLLOW_UP:
         db.session.add(RiskSignal(client_id=client_id, note_id=note.id, kind=FOLLOWED_UP,
-                                  label="Risk follow-up", at=note.signed_at))
+                                  label=_("Risk follow-up"), at=note.signed_at))
         return
-    raised = [f"{template.title}: {score.band}" if score.is_levels else flag
+    raised = [_("%(title)s: %(band)s", title=template.title, band=score.band)
+              if score.is_levels else flag
               for score in compute_scores(template, note.answers) if score.risk
               for flag in (score.flags[:1] if score.is_levels else score.flags)]
     if raised:

@@ -19,8 +19,10 @@ from sqlalchemy import event, func, or_, select, text
 
 from .access import Scope
 from .extensions import db
+from .i18n import _, _l
 from .lists import ClientRow
 from .models import Client, Course, Note, NoteState, TherapySession, User
+from .timeutil import day
 
 PER_PAGE = 20
 MAX_QUERY = 100
@@ -81,6 +83,9 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
 # What was asked -------------------------------------------------------------------------
 STATES = {"draft": NoteState.DRAFT, "drafts": NoteState.DRAFT, "unsigned": NoteState.DRAFT,
           "signed": NoteState.SIGNED, "error": NoteState.ENTERED_IN_ERROR}
+# The notes of one state, in words (what quick-find says it looked for).
+STATE_NOTES = {NoteState.DRAFT: _l("Draft notes"), NoteState.SIGNED: _l("Signed notes"),
+               NoteState.ENTERED_IN_ERROR: _l("Entered in error notes")}
 
 
 @dataclass
@@ -152,15 +157,26 @@ def parse_day(text_: str, today: date, locale: str = "en_GB") -> date | None:
 def describe(query: Query, titles: list[str]) -> str | None:
     """What quick-find looked for, in words ("Draft notes (PHQ-9) of clients matching …")."""
     if query.day is not None:
-        return f"Sessions on {query.day:%A} {query.day.day} {query.day:%B %Y}"
-    words = f"“{' '.join(query.words)}”" if query.words else ""
+        return _("Sessions on %(day)s", day=day(query.day, "EEEE d MMMM y"))
+    words = " ".join(query.words)
     if query.modalities or query.state:
-        state = query.state.replace("_", " ") if query.state else ""
-        said = f"{state.capitalize()} notes" if state else "Notes"
+        named = STATE_NOTES.get(query.state) if query.state else None
+        if named is not None:
+            notes = str(named)
+        elif query.state:
+            notes = _("%(state)s notes", state=query.state.replace("_", " ").capitalize())
+        else:
+            notes = _("Notes")
+        listed = ", ".join(titles)
+        if titles and words:
+            return _("%(notes)s (%(templates)s) of clients matching “%(words)s”", notes=notes,
+                     templates=listed, words=words)
         if titles:
-            said += f" ({', '.join(titles)})"
-        return said + (f" of clients matching {words}" if words else "")
-    return f"Clients matching {words}" if words else None
+            return _("%(notes)s (%(templates)s)", notes=notes, templates=listed)
+        if words:
+            return _("%(notes)s of clients matching “%(words)s”", notes=notes, words=words)
+        return notes
+    return _("Clients matching “%(words)s”", words=words) if words else None
 
 
 # Results --------------------------------------------------------------------------------
@@ -208,9 +224,7 @@ def _page(query, page: int, make) -> Found:
 def clients(scope: Scope, query: Query, page: int = 1) -> Found | None:
     if not query.words:
         return None
-    prefix = query.words[0].upper()
-    matched = or_(Client.code.ilike(_like(prefix) + "%", escape="\\"),
-                  Client.id.in_(_name_matches(query.words)))
+    matched = _client_matches(query.words)
     found = (select(Client.id, Client.code, Client.display_name, User.display_name,
                     Client.therapist_id == scope.user.id)
              .join(User, User.id == Client.therapist_id)
@@ -241,8 +255,7 @@ def notes(scope: Scope, query: Query, page: int = 1) -> Found | None:
     if query.state is not None:
         where.append(Note.state == query.state)
     if query.words:  # "phq KT-0004": the notes of matching clients only
-        where.append(or_(Client.code.ilike(_like(query.words[0].upper()) + "%", escape="\\"),
-                         Client.id.in_(_name_matches(query.words))))
+        where.append(_client_matches(query.words))
     found = (select(Note.id, Note.modality, Note.template_version, Note.state,
                     TherapySession.session_date, Client.code, Note.updated_at)
              .join(TherapySession, TherapySession.id == Note.session_id)
@@ -255,6 +268,13 @@ def notes(scope: Scope, query: Query, page: int = 1) -> Found | None:
 
 def _like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _client_matches(words: list[str]):
+    """Clients whose code starts with the first word, or whose code or name has words
+    starting with each of ``words``."""
+    return or_(Client.code.ilike(_like(words[0].upper()) + "%", escape="\\"),
+               Client.id.in_(_name_matches(words)))
 
 
 def _name_matches(words: list[str]):

@@ -6,6 +6,7 @@ from flask import Flask, Response, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 
 from .extensions import csrf, login_manager
+from .i18n import _l
 
 CSP = "; ".join(
     [
@@ -44,7 +45,8 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message = _l("Please sign in to continue.")
+    login_manager.localize_callback = str  # flashed into the session: a plain string
     login_manager.login_message_category = "info"
     login_manager.session_protection = None  # the server-side session is the protection
     app.after_request(_security_headers)

@@ -21,6 +21,7 @@ from . import notes as note_service
 from . import outcomes, vitals
 from .extensions import db
 from .forms import FORMAT_LABELS, KIND_LABELS
+from .i18n import _, _l, ngettext
 from .modality import get_registry
 from .modality.answers import (
     ScoreResult,
@@ -31,14 +32,25 @@ from .modality.answers import (
     ref_titles,
 )
 from .modality.schema import Field, Template
-from .models import Course, Note, NoteState, Signature, SupervisionRelationship, TherapySession
-from .timeutil import DATE, shown, today
+from .models import (
+    Course,
+    Note,
+    NoteState,
+    ReviewStatus,
+    Signature,
+    SupervisionRelationship,
+    TherapySession,
+)
+from .timeutil import DATE, day, shown, today
 
 log = logging.getLogger("kaptools.summaries")
 
 SUMMARY, HANDOUT, PACKET = "summary", "handout", "packet"
-TITLES = {SUMMARY: "Integration summary", HANDOUT: "Your integration handout",
-          PACKET: "Supervision packet"}
+TITLES = {SUMMARY: _l("Integration summary"), HANDOUT: _l("Your integration handout"),
+          PACKET: _l("Supervision packet")}
+# A review's status in words (the stored value is the key).
+REVIEW_STATUSES = {ReviewStatus.SUBMITTED: _l("submitted"), ReviewStatus.RETURNED: _l("returned"),
+                   ReviewStatus.APPROVED: _l("approved"), ReviewStatus.COSIGNED: _l("cosigned")}
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ def _adverse_event_rows(sessions: list[SessionBlock]) -> list[AdverseEventRow]:
                 return display_value(f, a.get(key)) if f is not None else ""
 
             onset_on, reported_on = as_date(a.get("onset_date")), as_date(a.get("reported_on"))
-            onset = " ".join(v for v in (f"{onset_on:%d %b %Y}" if onset_on else "",
+            onset = " ".join(v for v in (day(onset_on, "dd MMM y") if onset_on else "",
                                          a.get("onset_time") or "") if v)
             actions = shown("actions")
             if a.get("rescue_medication"):
@@ -106,7 +118,8 @@ def _adverse_event_rows(sessions: list[SessionBlock]) -> list[AdverseEventRow]:
             rows.append(AdverseEventRow(
                 n.id, sess.on, sess.kind_label, str(a.get("description") or "—"), onset,
                 shown("severity"), shown("relation"), actions, shown("outcome"),
-                shown("reported_to") + (f", {reported_on:%d %b %Y}" if reported_on else ""),
+                shown("reported_to") + (f", {day(reported_on, 'dd MMM y')}" if reported_on
+                                        else ""),
                 n.state))
     return rows
 
@@ -126,6 +139,7 @@ class NoteBlock:
     addenda: list[AddendumInfo] = field(default_factory=list)
     comments: list[CommentInfo] = field(default_factory=list)
     review_status: str | None = None
+    review_state: str | None = None  # the latest review's status as stored ("approved")
     content_hash: str | None = None
     hash_ok: bool | None = None
     error_reason: str | None = None
@@ -309,7 +323,9 @@ def _note_block(note: Note, template: Template, kind: str) -> NoteBlock:
                                                   f.label if f else None, c.body))
         if history:
             last = history[-1]
-            block.review_status = f"round {last.round}, {last.status}"
+            block.review_state = str(last.status)
+            block.review_status = _("round %(round)s, %(status)s", round=last.round,
+                                    status=str(REVIEW_STATUSES.get(last.status, last.status)))
     check = note_service.verify_hash(note)
     block.content_hash = note.content_hash
     block.hash_ok = check.ok if check else None
@@ -335,7 +351,7 @@ def _draw(slug: str, answers: dict[str, Any]) -> dict[str, Any]:
         if drawn is None:
             return {"map_too_large": True}
         return {"map": drawn.uri, "map_alt": drawn.alt, "map_width_pt": drawn.width_pt,
-                "map_legend": diagrams.EDGE_LEGEND}
+                "map_legend": {k: str(v) for k, v in diagrams.EDGE_LEGEND.items()}}
     if slug == "emdr-target-set":
         chart = charts.emdr_chart(answers)
         return {"trajectory": chart.uri, "trajectory_alt": chart.alt} if chart else {}
@@ -348,8 +364,8 @@ def _date_range(course: Course, days: list[date]) -> str:
     first = min([course.starts_on, *days])
     last = max([d for d in (course.ends_on, *days) if d is not None], default=None)
     if last is None or last == first:
-        return f"{first:%d %b %Y}"
-    return f"{first:%d %b %Y} – {last:%d %b %Y}"
+        return day(first, "dd MMM y")
+    return _("%(first)s – %(last)s", first=day(first, "dd MMM y"), last=day(last, "dd MMM y"))
 
 
 def build_document(kind: str, course: Course, only: TherapySession | None = None,
@@ -377,7 +393,7 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
         if kind == HANDOUT and not blocks:
             continue
         sessions.append(SessionBlock(
-            sess.id, sess.kind, KIND_LABELS.get(sess.kind, sess.kind), sess.session_date,
+            sess.id, sess.kind, str(KIND_LABELS.get(sess.kind, sess.kind)), sess.session_date,
             sess.summary, sess.follows.session_date if sess.follows else None, blocks))
 
     points = outcomes.course_outcomes(course) if kind != HANDOUT and only is None else []
@@ -387,10 +403,11 @@ def build_document(kind: str, course: Course, only: TherapySession | None = None
         log.exception("the outcome chart of course %s could not be drawn", course.id)
         chart = None
     dates = _date_range(course, [s.on for s in sessions])
-    scope_label = (f"{KIND_LABELS.get(only.kind, only.kind)} session, {only.session_date:%d %b %Y}"
+    scope_label = (_("%(kind)s session, %(day)s", kind=KIND_LABELS.get(only.kind, only.kind),
+                     day=day(only.session_date, "dd MMM y"))
                    if only is not None else course.title)
     doc = Document(
-        kind=kind, title=TITLES[kind], scope_label=scope_label, client_code=client.code,
+        kind=kind, title=str(TITLES[kind]), scope_label=scope_label, client_code=client.code,
         client_name=client.display_name if kind == HANDOUT else None,
         course_title=course.title, course_format=str(FORMAT_LABELS.get(course.format)),
         course_dates=dates, intentions=course.intentions, therapist=client.therapist.display_name,
@@ -426,14 +443,17 @@ def attention(doc: Document, points: list[outcomes.OutcomePoint]) -> list[Attent
     practice's thresholds, measures above cut-off with their trend, unsigned drafts and
     open review comments — each pointing at the note or session it is in."""
     items: list[AttentionItem] = []
-    where = {s.id: f"{s.kind_label}, {s.on:%d %b %Y}" for s in doc.sessions}
+    where = {s.id: _("%(kind)s, %(day)s", kind=s.kind_label, day=day(s.on, "dd MMM y"))
+             for s in doc.sessions}
     flag = doc.risk_flag
     if flag is not None:
         place = next((where[s.id] for s in doc.sessions for n in s.notes if n.id == flag.note_id),
-                     f"{flag.title}, signed {shown(flag.raised_at, DATE)}, outside this document")
+                     _("%(title)s, signed %(day)s, outside this document", title=flag.title,
+                       day=shown(flag.raised_at, DATE)))
         here = any(n.id == flag.note_id for s in doc.sessions for n in s.notes)
-        items.append(AttentionItem("Open risk flag",
-                                   f"{flag.label} — no risk follow-up signed since", place,
+        items.append(AttentionItem(_("Open risk flag"),
+                                   _("%(label)s — no risk follow-up signed since",
+                                     label=flag.label), place,
                                    f"note-{flag.note_id}" if here else ""))
     limits = doc.vitals_thresholds
     for sess in doc.sessions:
@@ -444,28 +464,34 @@ def attention(doc: Document, points: list[outcomes.OutcomePoint]) -> list[Attent
                 items += _note_attention(doc, n, where[sess.id], limits)
             except Exception:  # odd answers: say so rather than lose the front page
                 log.exception("note %s could not be checked for the front page", n.id)
-                items.append(AttentionItem("Could not be checked", n.title, where[sess.id],
-                                           f"note-{n.id}"))
+                items.append(AttentionItem(_("Could not be checked"), n.title,
+                                           where[sess.id], f"note-{n.id}"))
     for e in doc.adverse_events:
         if e.state == NoteState.ENTERED_IN_ERROR:
             continue
         session = next(s for s in doc.sessions if any(n.id == e.note_id for n in s.notes))
-        severity = e.severity or "severity not recorded"
-        items.append(AttentionItem("Adverse event", f"{e.description} ({severity})",
+        severity = e.severity or _("severity not recorded")
+        items.append(AttentionItem(_("Adverse event"),
+                                   _("%(description)s (%(severity)s)",
+                                     description=e.description, severity=severity),
                                    where[session.id], f"note-{e.note_id}"))
     for change in outcomes.changes(points):
         cut = CUT_OFFS.get(change.measure)
         latest = change.latest
         if cut is None or latest.total < cut or latest.session_id not in where:
             continue
-        trend = (f"from {change.baseline.total} on {change.baseline.on:%d %b} "
-                 f"({change.change:+d})" if change.repeated else "first measurement")
+        trend = (_("from %(total)s on %(day)s (%(change)s)", total=change.baseline.total,
+                   day=day(change.baseline.on, "dd MMM"), change=format(change.change, "+d"))
+                 if change.repeated else _("first measurement"))
         items.append(AttentionItem(
-            "Above cut-off", f"{change.measure} {latest.total} / {latest.max_total} "
-            f"(cut-off {cut}; {latest.band}), {trend}", where[latest.session_id],
+            _("Above cut-off"),
+            _("%(measure)s %(total)s / %(max)s (cut-off %(cut)s; %(band)s), %(trend)s",
+              measure=change.measure, total=latest.total, max=latest.max_total, cut=cut,
+              band=latest.band, trend=trend), where[latest.session_id],
             f"session-{latest.session_id}"))
-    order = ["Open risk flag", "Risk", "Adverse event", "Vitals outside thresholds",
-             "Above cut-off", "Open review comments", "Unsigned draft", "Could not be checked"]
+    order = [_("Open risk flag"), _("Risk"), _("Adverse event"), _("Vitals outside thresholds"),
+             _("Above cut-off"), _("Open review comments"), _("Unsigned draft"),
+             _("Could not be checked")]
     return sorted(items, key=lambda i: order.index(i.category))
 
 
@@ -476,32 +502,35 @@ def _note_attention(doc: Document, n: NoteBlock, place: str,
     for sc in n.scores:
         if sc.risk and sc.complete:
             found = list(sc.flags) or ([sc.band] if sc.band else [])
-            items += [AttentionItem("Risk", f"{n.title}: {label}", place, anchor)
+            items += [AttentionItem(_("Risk"), _("%(title)s: %(label)s", title=n.title,
+                                                 label=label), place, anchor)
                       for label in found]
     if n.slug == "kap-dosing":
         out = _vitals_out_of_range(n.answers, limits)
         if out:
-            items.append(AttentionItem("Vitals outside thresholds", "; ".join(out), place,
+            items.append(AttentionItem(_("Vitals outside thresholds"), "; ".join(out), place,
                                        anchor))
     if n.state == NoteState.DRAFT:
-        items.append(AttentionItem("Unsigned draft", n.title, place, anchor))
+        items.append(AttentionItem(_("Unsigned draft"), n.title, place, anchor))
     if doc.kind == PACKET and n.comments and n.review_status and \
-            not n.review_status.endswith(("approved", "cosigned")):
+            n.review_state not in (ReviewStatus.APPROVED, ReviewStatus.COSIGNED):
         items.append(AttentionItem(
-            "Open review comments", f"{n.title}: {len(n.comments)} review comment"
-            f"{'s' if len(n.comments) != 1 else ''} ({n.review_status})", place, anchor))
+            _("Open review comments"),
+            ngettext("%(title)s: %(num)d review comment (%(status)s)",
+                     "%(title)s: %(num)d review comments (%(status)s)", len(n.comments),
+                     title=n.title, status=n.review_status), place, anchor))
     return items
 
 
 def _vitals_out_of_range(answers: dict[str, Any], limits: dict[str, Any]) -> list[str]:
     """The baseline and each reading of a dosing record with values outside the limits."""
     readings = answers.get("vitals")
-    rows = [("baseline", vitals.baseline(answers))]
-    rows += [(str(v.get("time") or f"reading {i + 1}"), v)
+    rows = [(_("baseline"), vitals.baseline(answers))]
+    rows += [(str(v.get("time") or _("reading %(number)s", number=i + 1)), v)
              for i, v in enumerate(readings if isinstance(readings, list) else [])
              if isinstance(v, dict)]
-    return [f"{when}: " + ", ".join(found) for when, values in rows
-            if (found := vitals.out_of_range(values, limits))]
+    return [_("%(when)s: %(values)s", when=when, values=", ".join(found))
+            for when, values in rows if (found := vitals.out_of_range(values, limits))]
 
 
 def document_hash(doc: Document) -> str:
@@ -528,19 +557,19 @@ def document_hash(doc: Document) -> str:
 # Practice sheets for handouts
 
 PRACTICE_SHEETS = {
-    "calm_place": "Your calm place",
-    "container": "The container",
-    "butterfly_hug": "The butterfly hug",
-    "light_stream": "The light stream",
-    "box_breathing": "Box breathing",
-    "breathing_478": "4-7-8 breathing",
-    "progressive_muscle_relaxation": "Progressive muscle relaxation",
-    "grounding_54321": "5-4-3-2-1 grounding",
-    "tices_log": "Your TICES log",
-    "journaling": "Journaling prompts for integration",
-    "after_dosing": "Caring for yourself after a medicine session",
-    "at_home_lozenges": "Taking your lozenge at home, safely",
-    "crisis": "If things get hard",
+    "calm_place": _l("Your calm place"),
+    "container": _l("The container"),
+    "butterfly_hug": _l("The butterfly hug"),
+    "light_stream": _l("The light stream"),
+    "box_breathing": _l("Box breathing"),
+    "breathing_478": _l("4-7-8 breathing"),
+    "progressive_muscle_relaxation": _l("Progressive muscle relaxation"),
+    "grounding_54321": _l("5-4-3-2-1 grounding"),
+    "tices_log": _l("Your TICES log"),
+    "journaling": _l("Journaling prompts for integration"),
+    "after_dosing": _l("Caring for yourself after a medicine session"),
+    "at_home_lozenges": _l("Taking your lozenge at home, safely"),
+    "crisis": _l("If things get hard"),
 }
 # Integration practices (choice values) that have a sheet of their own.
 PRACTICE_TO_SHEET = {

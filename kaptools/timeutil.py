@@ -15,6 +15,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
 from flask import current_app, g, has_app_context, has_request_context
+from flask_login import current_user
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
@@ -44,8 +45,6 @@ def clinic_zone() -> ZoneInfo:
 def viewer_zone() -> ZoneInfo:
     """The zone of the user this request is for, when they chose one; else the clinic's."""
     if has_request_context() and not g.get("clinic_time"):
-        from flask_login import current_user
-
         chosen = getattr(current_user, "time_zone", None)
         if chosen:
             return zone(chosen)
@@ -93,6 +92,21 @@ def shown(moment: datetime | None, pattern: str = DATE_TIME, with_zone: bool = T
     here = local(moment)
     text = format_datetime(here, pattern, tzinfo=here.tzinfo, locale=_locale())
     return f"{text} {here.strftime('%Z')}" if with_zone and _shows_time(pattern) else text
+
+
+def day(value: date | None, pattern: str = "d MMM y") -> str:
+    """A calendar date (a session's, a course's) as the clinic writes dates, with month
+    and day names in its language: {{ d|day("EEEE dd MMMM y") }} (Babel patterns)."""
+    if value is None:
+        return ""
+    return _day(value, pattern, _locale())
+
+
+@lru_cache(maxsize=4096)
+def _day(value: date, pattern: str, locale: str) -> str:
+    from babel.dates import format_date
+
+    return format_date(value, pattern, locale=locale)
 
 
 # Babel pattern fields that tell the time of day (hours, minutes, seconds, day period).

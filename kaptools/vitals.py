@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .i18n import _, _l
+
 # Measure key (as in the dosing record's vitals rows) → label and unit.
 MEASURES = {
-    "systolic": ("Systolic BP", "mmHg"),
-    "diastolic": ("Diastolic BP", "mmHg"),
-    "hr": ("Heart rate", "bpm"),
-    "rr": ("Respiratory rate", "breaths/min"),
+    "systolic": (_l("Systolic BP"), "mmHg"),
+    "diastolic": (_l("Diastolic BP"), "mmHg"),
+    "hr": (_l("Heart rate"), _l("bpm")),
+    "rr": (_l("Respiratory rate"), _l("breaths/min")),
     "spo2": ("SpO₂", "%"),
 }
 _ALIASES = {"heart_rate": "hr", "respiratory_rate": "rr", "resp_rate": "rr"}
@@ -33,7 +35,9 @@ class Reading:
 
     @property
     def marker(self) -> str:
-        return {"high": "▲ high", "low": "▼ low"}.get(self.status, "")
+        if self.status == "high":
+            return _("▲ high")
+        return _("▼ low") if self.status == "low" else ""
 
     @property
     def out_of_range(self) -> bool:
@@ -79,11 +83,15 @@ def describe(limits: Mapping[str, Mapping[str, float]]) -> str:
         if not bounds:
             continue
         if "min" in bounds and "max" in bounds:
-            parts.append(f"{label} {bounds['min']:g}–{bounds['max']:g} {unit}")
+            parts.append(_("%(measure)s %(min)s–%(max)s %(unit)s", measure=label,
+                           min=format(bounds["min"], "g"), max=format(bounds["max"], "g"),
+                           unit=unit))
         elif "max" in bounds:
-            parts.append(f"{label} up to {bounds['max']:g} {unit}")
+            parts.append(_("%(measure)s up to %(max)s %(unit)s", measure=label,
+                           max=format(bounds["max"], "g"), unit=unit))
         else:
-            parts.append(f"{label} from {bounds['min']:g} {unit}")
+            parts.append(_("%(measure)s from %(min)s %(unit)s", measure=label,
+                           min=format(bounds["min"], "g"), unit=unit))
     return "; ".join(parts)
 
 
@@ -102,7 +110,8 @@ def out_of_range(values: Mapping[str, Any],
     for measure, (label, unit) in MEASURES.items():
         reading = check(measure, values.get(measure), limits)
         if reading.out_of_range:
-            out.append(f"{label} {reading.value:g}\u00a0{unit} ({reading.marker})")
+            out.append(_("%(measure)s %(value)s\u00a0%(unit)s (%(marker)s)", measure=label,
+                         value=format(reading.value, "g"), unit=unit, marker=reading.marker))
     return out
 
 
@@ -114,7 +123,7 @@ def baseline_check(answers: Mapping[str, Any],
     if not limits:
         return "unset", []
     found = baseline(answers)
-    missing = [MEASURES[m][0] for m in limits if m in found and found[m] is None]
+    missing = [str(MEASURES[m][0]) for m in limits if m in found and found[m] is None]
     out = out_of_range(found, limits)
     if out:
         return "review", out

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, g, jsonify, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, generate_csrf
+from jinja2.bccache import Bucket, BytecodeCache
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -15,21 +16,25 @@ from .access import Scope
 from .dosing import dose_in_both_units
 from .extensions import db, login_manager
 from .forms import FORMAT_LABELS, KIND_LABELS, REVIEW_MODE_LABELS, ROLE_LABELS
-from .timeutil import shown
+from .i18n import _, _l
+from .timeutil import day, shown
 
 ERROR_MESSAGES = {
-    400: ("The request could not be understood", "Go back, reload the page and try again."),
-    403: ("Not allowed", "Your account cannot make this change. Nothing was changed."),
-    404: ("Not found", "There is nothing here, or it is not yours to see."),
-    405: ("Not allowed", "This address does not accept that kind of request."),
-    413: ("Too much at once", "What you sent is larger than kaptools accepts. Shorten long "
-                              "text or split it across notes, then try again."),
-    429: ("Too many attempts", "Wait a few minutes before trying again."),
-    500: ("Something went wrong", "Nothing you saved before this is lost. Try again in a "
-                                  "moment; if it keeps happening, tell your administrator."),
-    503: ("The database did not respond", "kaptools could not reach its database just now, "
-                                          "so nothing was saved. Try again in a moment; if "
-                                          "it keeps happening, tell your administrator."),
+    400: (_l("The request could not be understood"),
+          _l("Go back, reload the page and try again.")),
+    403: (_l("Not allowed"), _l("Your account cannot make this change. Nothing was changed.")),
+    404: (_l("Not found"), _l("There is nothing here, or it is not yours to see.")),
+    405: (_l("Not allowed"), _l("This address does not accept that kind of request.")),
+    413: (_l("Too much at once"), _l("What you sent is larger than kaptools accepts. Shorten "
+                                     "long text or split it across notes, then try again.")),
+    429: (_l("Too many attempts"), _l("Wait a few minutes before trying again.")),
+    500: (_l("Something went wrong"), _l("Nothing you saved before this is lost. Try again in "
+                                         "a moment; if it keeps happening, tell your "
+                                         "administrator.")),
+    503: (_l("The database did not respond"), _l("kaptools could not reach its database just "
+                                                 "now, so nothing was saved. Try again in a "
+                                                 "moment; if it keeps happening, tell your "
+                                                 "administrator.")),
 }
 log = logging.getLogger("kaptools")
 
@@ -54,8 +59,30 @@ def shown_and_recorded(page, action: str, obj, client_code: str):
     return page
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Templates compiled once per process, whichever app asks: every app made by
+    ``create_app`` configures Jinja alike, and a new app (each test, a CLI command, a
+    render worker's) would otherwise compile every template again. Jinja checks each
+    entry against its template's source, so a changed template is compiled anew."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if (found := self._compiled.get(bucket.key)) is not None:
+            bucket.bytecode_from_string(found)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED_TEMPLATES = _CompiledTemplates()
+
+
 def init_app(app: Flask) -> None:
     from .views import admin, auth, documents, exports, main, notes, records, reviews
+
+    app.jinja_env.bytecode_cache = _COMPILED_TEMPLATES
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
@@ -85,6 +112,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["markdown"] = render_markdown
     # A stored moment in the clinic's time zone: {{ x|when }}, {{ x|when("d MMM y") }}.
     app.jinja_env.filters["when"] = shown
+    # A calendar date with the clinic's month and day names: {{ d|day("dd MMM y") }}.
+    app.jinja_env.filters["day"] = day
     # A hash in groups of four, so it wraps at 9 pt and a reader can compare it by eye.
     app.jinja_env.filters["hash_groups"] = lambda h: " ".join(
         str(h)[i:i + 4] for i in range(0, len(str(h or "")), 4))
@@ -157,7 +186,7 @@ def _require_login():
             return _carry_to_login()
         if request.method == "POST" and request.endpoint in JSON_ENDPOINTS:
             return jsonify(status="signed_out",
-                           message="You were signed out. Sign in again to keep saving."), 401
+                           message=_("You were signed out. Sign in again to keep saving.")), 401
         return login_manager.unauthorized()
     return None
 
@@ -188,8 +217,8 @@ def _carry_to_login():
 def _render_error(code: int, detail: str | None = None, title: str | None = None):
     default_title, message = ERROR_MESSAGES.get(code,
                                                 ERROR_MESSAGES[400 if code < 500 else 500])
-    return render_template("errors/error.html", code=code, title=title or default_title,
-                           message=detail or message), code
+    return render_template("errors/error.html", code=code, title=str(title or default_title),
+                           message=str(detail or message)), code
 
 
 # What was posted, shown back when a request fails before it could be saved -------------
@@ -218,7 +247,8 @@ def _kept_page(code: int, title: str, message: str, resend: bool):
     """The app's own error page with everything the request carried, ready to send again."""
     pairs = _posted_pairs()
     if _wants_json():
-        return jsonify(status="unavailable" if code == 503 else "refused", message=message), code
+        return jsonify(status="unavailable" if code == 503 else "refused",
+                       message=str(message)), code
     if not pairs:
         return _render_error(code, message, title=title)
     return render_template("errors/kept.html", code=code, title=title, message=message,
@@ -272,28 +302,29 @@ def _database_error(error: SQLAlchemyError):
     _database_unavailable()
     if isinstance(error, DataError):
         log.warning("refused data on %s: %s", request.path, error.__class__.__name__)
-        return _kept_page(400, "This could not be stored",
-                          "Something in what you sent cannot be stored (for example an "
-                          "invisible control character). Nothing was saved; your text is "
-                          "below.", resend=False)
+        return _kept_page(400, _("This could not be stored"),
+                          _("Something in what you sent cannot be stored (for example an "
+                            "invisible control character). Nothing was saved; your text is "
+                            "below."), resend=False)
     if isinstance(error, IntegrityError):
         log.warning("integrity error on %s", request.path, exc_info=True)
-        return _kept_page(409, "This changed at the same time elsewhere",
-                          "Someone else changed the same record at the same moment, so "
-                          "nothing was saved. Your text is below; reload the page and try "
-                          "again.", resend=False)
+        return _kept_page(409, _("This changed at the same time elsewhere"),
+                          _("Someone else changed the same record at the same moment, so "
+                            "nothing was saved. Your text is below; reload the page and try "
+                            "again."), resend=False)
     log.error("database unavailable on %s: %s", request.path, error.__class__.__name__,
               exc_info=True)
     title, message = ERROR_MESSAGES[503]
     # CSRF was checked before the view ran, so the form came from a kaptools page and
     # can be offered for sending again.
-    return _kept_page(503, title, message + " Everything you typed is below.", resend=True)
+    return _kept_page(503, str(title), _("%(problem)s Everything you typed is below.",
+                                         problem=message), resend=True)
 
 
 def _csrf_error(error: CSRFError):
-    message = ("This form expired or did not come from kaptools, so nothing was saved. "
-               "Everything it carried is below.")
-    return _kept_page(400, "This form has expired", message, resend=_carry_is_mine())
+    message = _("This form expired or did not come from kaptools, so nothing was saved. "
+                "Everything it carried is below.")
+    return _kept_page(400, _("This form has expired"), message, resend=_carry_is_mine())
 
 
 def _carry_is_mine() -> bool:

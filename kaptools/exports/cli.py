@@ -22,21 +22,17 @@ def export_group() -> None:
 @with_appcontext
 def record_command(client_id: int, reason: str, output: Path) -> None:
     """Write one client's record as a FHIR R4 Bundle (signed notes; no private notes)."""
-    from .. import audit
     from ..extensions import db
     from ..models import Client
-    from .record import client_bundle
+    from .record import export_record
 
     client = db.session.get(Client, client_id)
     if client is None:
         raise click.ClickException(f"There is no client with id {client_id}.")
     if not reason.strip():
         raise click.ClickException("Say why the record is exported (--reason).")
-    bundle = client_bundle(client)
+    bundle = export_record(client, reason.strip())
     output.write_text(json.dumps(bundle, ensure_ascii=False, indent=1), encoding="utf-8")
-    audit.record("export.record", obj=client, client_code=client.code, username="cli",
-                 detail={"format": "fhir-r4-bundle", "reason": reason.strip(),
-                         "resources": len(bundle.get("entry", [])), "file": output.name})
     db.session.commit()
     click.echo(f"Wrote {len(bundle.get('entry', []))} FHIR resources for {client.code} "
                f"to {output}.")
@@ -69,19 +65,36 @@ def database_command(reason: str, output: Path) -> None:
 
 @click.command("import")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--therapist", metavar="USERNAME",
+              help="For a client's record (FHIR): the therapist whose client it becomes.")
+@click.option("--reason", help="For a client's record (FHIR): why it arrives (kept in the "
+                               "audit trail).")
 @with_appcontext
-def import_command(source: Path) -> None:
-    """Add the records of a `kaptools export database` file to this database.
+def import_command(source: Path, therapist: str | None, reason: str | None) -> None:
+    """Add what a kaptools export wrote to this database.
 
-    Rows already here must be identical (nothing is ever overwritten); afterwards every
-    signed note's hash and the audit chain are verified, or nothing is imported."""
+    A `kaptools export database` file: rows already here must be identical (nothing is
+    ever overwritten); afterwards every signed note's hash and the audit chain are
+    verified, or nothing is imported.
+
+    A client's record (`kaptools export record`, or "Export record" on the client's page):
+    the client becomes one of --therapist's, every signed note's answers verified against
+    the hash sealed when it was signed, or nothing is imported."""
     from ..cli import upgrade_database
     from ..extensions import db
-    from .transfer import TransferError, load
 
     upgrade_database()
     try:
-        report = load(json.loads(source.read_text(encoding="utf-8")))
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise click.ClickException(f"{source} is not JSON: {exc}") from exc
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        _import_record(data, therapist, reason)
+        return
+    from .transfer import TransferError, load
+
+    try:
+        report = load(data)
     except (TransferError, ValueError) as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
@@ -91,6 +104,33 @@ def import_command(source: Path) -> None:
     click.echo(f"Added {added} rows ({present} were here already). Verified "
                f"{report.signed_notes_checked} signed notes and {report.chain_events} "
                "audit events.")
+
+
+def _import_record(bundle: dict, therapist: str | None, reason: str | None) -> None:
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from ..models import User
+    from .record_import import RecordNotImportable, import_record
+
+    if not therapist:
+        raise click.ClickException("A client's record needs --therapist: whose client it "
+                                   "becomes.")
+    if not (reason or "").strip():
+        raise click.ClickException("Say why the record arrives (--reason).")
+    user = db.session.scalar(select(User).where(User.username == therapist.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"There is no account {therapist!r}.")
+    try:
+        report = import_record(bundle, user, reason.strip())
+    except RecordNotImportable as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{exc}\nNothing was imported.") from exc
+    db.session.commit()
+    click.echo(f"Added client {report.client.code} for {user.username}: {report.courses} "
+               f"course(s), {report.sessions} session(s), {report.notes} signed note(s)"
+               f"{f' ({report.in_error} entered in error)' if report.in_error else ''}; "
+               f"{report.seals_verified} seal(s) verified against the answers.")
 
 
 @export_group.command("research")

@@ -28,12 +28,25 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..fhir import questionnaire, questionnaire_response
 from ..fhir.library import written_by_library
-from ..fhir.terms import CLIENT_IDS, NOTE_IDS, SESSION_IDS, USER_IDS, canonical
+from ..fhir.terms import (
+    CLIENT_IDS,
+    COURSE_IDS,
+    EXT_COURSE_FORMAT,
+    EXT_COURSE_INTENTIONS,
+    EXT_COURSE_TITLE,
+    EXT_FOLLOWS,
+    EXT_SESSION_KIND,
+    EXT_SESSION_SUMMARY,
+    NOTE_IDS,
+    SESSION_IDS,
+    USER_IDS,
+    canonical,
+)
 from ..modality import get_registry
-from ..models import Client, Course, Note, NoteState, Signature, TherapySession
+from ..models import Client, Course, Note, NoteState, Signature, TherapySession, User
 from ..timeutil import utcnow
 
-COURSE_IDS = CLIENT_IDS.rsplit("/", 1)[0] + "/course"
+FORMAT = "fhir-r4-bundle"
 # HL7 v3 ActCode for the kind of encounter: ambulatory.
 ENCOUNTER_CLASS = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
                    "code": "AMB", "display": "ambulatory"}
@@ -43,6 +56,22 @@ PARTICIPATION = "http://terminology.hl7.org/CodeSystem/provenance-participant-ty
 
 def _urn() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
+
+
+def export_record(client: Client, reason: str, user: User | None = None) -> dict[str, Any]:
+    """``client``'s record as a FHIR Bundle, the export recorded in the audit trail with
+    who asked (``user``, or the command line) and why. The caller commits."""
+    from collections import Counter
+
+    from .. import audit
+
+    bundle = client_bundle(client)
+    kinds = Counter(e["resource"]["resourceType"] for e in bundle.get("entry", []))
+    audit.record("export.record", obj=client, client_code=client.code, user=user,
+                 username=None if user else "cli",
+                 detail={"format": FORMAT, "reason": reason,
+                         "resources": dict(sorted(kinds.items()))})
+    return bundle
 
 
 def client_bundle(client: Client) -> dict[str, Any]:
@@ -69,16 +98,28 @@ def client_bundle(client: Client) -> dict[str, Any]:
         period = {"start": course.starts_on.isoformat()}
         if course.ends_on:
             period["end"] = course.ends_on.isoformat()
+        course_facts = [{"url": EXT_COURSE_TITLE, "valueString": course.title},
+                        {"url": EXT_COURSE_FORMAT, "valueCode": course.format}]
+        if course.intentions:
+            course_facts.append({"url": EXT_COURSE_INTENTIONS, "valueString": course.intentions})
         episode = add(EpisodeOfCare, {
-            "resourceType": "EpisodeOfCare",
+            "resourceType": "EpisodeOfCare", "extension": course_facts,
             "identifier": [{"system": COURSE_IDS, "value": str(course.id)}],
             "status": "finished" if course.ends_on else "active",
             "type": [{"text": f"Ketamine-assisted psychotherapy: {course.format}"}],
             "patient": {"reference": patient}, "period": period,
         })
+        encounters: dict[int, str] = {}
         for therapy_session in course.sessions:
+            session_facts = [{"url": EXT_SESSION_KIND, "valueCode": therapy_session.kind}]
+            if therapy_session.summary:
+                session_facts.append({"url": EXT_SESSION_SUMMARY,
+                                      "valueString": therapy_session.summary})
+            if therapy_session.follows_id in encounters:
+                session_facts.append({"url": EXT_FOLLOWS, "valueReference": {
+                    "reference": encounters[therapy_session.follows_id]}})
             encounter = add(Encounter, {
-                "resourceType": "Encounter",
+                "resourceType": "Encounter", "extension": session_facts,
                 "identifier": [{"system": SESSION_IDS, "value": str(therapy_session.id)}],
                 "status": "finished", "class": ENCOUNTER_CLASS,
                 "type": [{"text": f"{therapy_session.kind.capitalize()} session"}],
@@ -86,6 +127,7 @@ def client_bundle(client: Client) -> dict[str, Any]:
                 "episodeOfCare": [{"reference": episode}],
                 "period": {"start": therapy_session.session_date.isoformat()},
             })
+            encounters[therapy_session.id] = encounter
             for note in therapy_session.notes:
                 if note.state == NoteState.DRAFT:
                     continue

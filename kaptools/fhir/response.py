@@ -4,7 +4,8 @@ Answers follow the Questionnaire's items (see ``questionnaire``): sections as gr
 repeating group as one item per row (the row's ``item_id`` as the item's id), ratings
 and choices as Codings, references to rows as Codings of the row's ``item_id``, times
 with seconds. Scores carry the values kaptools computed. The signature travels in
-kaptools' extensions: who signed, when, and the SHA-256 content hash sealed at signing.
+kaptools' extensions: who signed, when, and the SHA-256 content hash sealed at signing,
+and every signed addendum (author, time, text and its own seal).
 Private fields are never exported, even if an answer to one were stored with the
 record.
 """
@@ -21,6 +22,7 @@ from .library import QuestionnaireResponse, written_by_library
 from .scoring import score_answers
 from .terms import (
     CLIENT_IDS,
+    EXT_ADDENDUM,
     EXT_CONTENT_HASH,
     EXT_ERROR_REASON,
     EXT_SIGNED_AT,
@@ -106,6 +108,12 @@ def _signature(note: Note) -> list[dict[str, Any]]:
         found.append({"url": EXT_CONTENT_HASH, "valueString": note.content_hash})
     if note.state == NoteState.ENTERED_IN_ERROR and note.error_reason:
         found.append({"url": EXT_ERROR_REASON, "valueString": note.error_reason})
+    for addendum in note.addenda if note.signed_at is not None else ():
+        found.append({"url": EXT_ADDENDUM, "extension": [
+            {"url": "author", "valueReference": _practitioner(addendum.author)},
+            {"url": "signed-at", "valueDateTime": addendum.signed_at.isoformat()},
+            {"url": "text", "valueString": addendum.body},
+            {"url": "content-sha256", "valueString": addendum.content_hash}]})
     return found
 
 

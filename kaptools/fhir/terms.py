@@ -22,15 +22,26 @@ EXT_SIGNED_BY = kaptools_extension("signed-by")  # valueReference: who signed th
 EXT_SIGNED_AT = kaptools_extension("signed-at")  # valueDateTime
 EXT_CONTENT_HASH = kaptools_extension("content-sha256")  # valueString: hex SHA-256 at signing
 EXT_ERROR_REASON = kaptools_extension("entered-in-error-reason")  # valueString
+# A signed correction: sub-extensions author (valueReference), signed-at (valueDateTime),
+# text (valueString) and content-sha256 (valueString, the addendum's own seal).
+EXT_ADDENDUM = kaptools_extension("addendum")
 EXT_RATING_SCALE = kaptools_extension("rating-scale")  # valueString: "SUD (0–10)", "VOC (1–7)"
 EXT_ROW_REFERENCE = kaptools_extension("row-reference")  # valueString: linkId of the group
 EXT_AUDIENCE = kaptools_extension("audience")  # valueCode "client": may go on a handout
+# A record's scaffolding, so a record export can be read back into kaptools.
+EXT_COURSE_TITLE = kaptools_extension("course-title")  # valueString, on an EpisodeOfCare
+EXT_COURSE_FORMAT = kaptools_extension("course-format")  # valueCode: intensive, weekly...
+EXT_COURSE_INTENTIONS = kaptools_extension("course-intentions")  # valueString
+EXT_SESSION_KIND = kaptools_extension("session-kind")  # valueCode, on an Encounter
+EXT_SESSION_SUMMARY = kaptools_extension("session-summary")  # valueString
+EXT_FOLLOWS = kaptools_extension("follows")  # valueReference: the dosing session's Encounter
 
 # Identifier systems; the values are ids within one kaptools installation.
 NOTE_IDS = f"{FHIR_BASE}/id/note"
 CLIENT_IDS = f"{FHIR_BASE}/id/client"
 USER_IDS = f"{FHIR_BASE}/id/user"
 SESSION_IDS = f"{FHIR_BASE}/id/session"
+COURSE_IDS = f"{FHIR_BASE}/id/course"
 # Codes of a reference to a row: the row's item_id, unique within its note.
 ROW_IDS = f"{FHIR_BASE}/id/row"
 

@@ -13,8 +13,11 @@ import decimal
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel.speaklater import LazyString
 from werkzeug.datastructures import MultiDict
 
+from ..i18n import _
+from ..timeutil import day
 from .forms import ITEM_ID_RE, NoteForm, form_class, new_item_id
 from .schema import GROUP_HARD_MAX, Field, Score, Template
 
@@ -105,9 +108,10 @@ def validate_note(form: NoteForm, complete: bool = True) -> bool:
     for name, count in getattr(form, "rows_dropped", {}).items():
         group = _group_named(form.template, name)
         form.group_errors.setdefault(name, []).append(
-            f"At most {group.max_items} are allowed; {count} more rows were sent than can be "
-            "shown here and were not kept." if group else
-            f"{count} rows were sent beyond what this note can hold and were not kept.")
+            _("At most %(max)s are allowed; %(count)s more rows were sent than can be shown "
+              "here and were not kept.", max=group.max_items, count=count) if group else
+            _("%(count)s rows were sent beyond what this note can hold and were not kept.",
+              count=count))
     answers = _collect_level(form.template.fields, form)
     _check_level(form, form.template.fields, form, answers, answers, complete=complete)
     return not has_errors(form)
@@ -128,12 +132,13 @@ def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: A
             count = len(items)
             problems = []
             if complete and f.required and count == 0:
-                problems.append(f"Add at least one {f.item_label.lower()}.")
+                problems.append(_("Add at least one %(item)s.", item=f.item_label.lower()))
             if complete and count < f.min_items:
-                problems.append(f"Add at least {f.min_items} ({count} so far).")
+                problems.append(_("Add at least %(min)s (%(count)s so far).", min=f.min_items,
+                                  count=count))
             if count > f.max_items:
-                problems.append(f"At most {f.max_items} are allowed; remove "
-                                f"{count - f.max_items}.")
+                problems.append(_("At most %(max)s are allowed; remove %(extra)s.",
+                                  max=f.max_items, extra=count - f.max_items))
             if problems:
                 root.group_errors.setdefault(wt.name, []).extend(problems)
             filled = [e for e in wt.entries if _collect_level(f.fields, e.form)]
@@ -142,15 +147,15 @@ def _check_level(root: NoteForm, fields: tuple[Field, ...], form: Any, values: A
             continue
         answered = f.key in values
         if complete and f.required and not answered and not wt.errors:
-            wt.errors = list(wt.errors) + ["Please answer this."]
+            wt.errors = list(wt.errors) + [_("Please answer this.")]
         if f.type == "ref" and answered:
             targets = _group_ids(scope.get(f.group)) | _group_ids(top.get(f.group))
             if values[f.key] not in targets:
-                wt.errors = list(wt.errors) + ["Choose one of the items listed (it may have "
-                                               "been removed)."]
+                wt.errors = list(wt.errors) + [_("Choose one of the items listed (it may "
+                                                 "have been removed).")]
         if f.type == "multichoice" and f.max_selected and len(values.get(f.key, [])) > \
                 f.max_selected:
-            wt.errors = list(wt.errors) + [f"Choose at most {f.max_selected}."]
+            wt.errors = list(wt.errors) + [_("Choose at most %(max)s.", max=f.max_selected)]
         if answered and f.type in ("choice", "multichoice") and f.choices:
             wt.errors = list(wt.errors) + _unfit_choices(f, values, fields, top, scope)
 
@@ -193,12 +198,18 @@ def _unfit_choices(f: Field, values: Answers, siblings: tuple[Field, ...], top: 
         if choice.value in chosen and not choice_fits(choice, values, top, enclosing):
             names = []
             for cond in choice.only_if:
-                head, _, tail = cond.field.partition(".")
+                head, _dot, tail = cond.field.partition(".")
                 other = next((s for s in siblings if s.key == head), None)
                 label = other.label if other else head
-                names.append(f"“{label}”" + (f" ({tail.replace('_', ' ')})" if tail else ""))
-            problems.append(f"“{choice.label}” does not go with the answer to "
-                            f"{' and '.join(dict.fromkeys(names))}: change one of them.")
+                names.append(
+                    _("“%(label)s” (%(detail)s)", label=label, detail=tail.replace("_", " "))
+                    if tail else _("“%(label)s”", label=label))
+            listed = list(dict.fromkeys(names))
+            together = listed[0]
+            for name in listed[1:]:
+                together = _("%(earlier)s and %(next)s", earlier=together, next=name)
+            problems.append(_("“%(choice)s” does not go with the answer to %(fields)s: change "
+                              "one of them.", choice=choice.label, fields=together))
     return problems
 
 
@@ -249,6 +260,8 @@ def iter_errors(form: Any, prefix: str = ""):
                     yield path, message
         else:
             for message in wt.errors if isinstance(wt.errors, list) else []:
+                if isinstance(message, LazyString):
+                    message = str(message)  # a validator's lazily translated message
                 if isinstance(message, str):
                     yield f"{prefix}{wt.short_name}", message
 
@@ -418,13 +431,15 @@ def set_ref_choices(form: NoteForm) -> None:
     def titles(group: Field, wt_group) -> list:
         from wtforms import SelectChoice
 
-        out = [SelectChoice("", "— choose —")]
+        out = [SelectChoice("", _("— choose —"))]
         for i, entry in enumerate(wt_group.entries):
             item_id = entry.form.item_id.data
             if not item_id:
                 continue
             title = entry.form[group.item_title].data if group.item_title else None
-            out.append(SelectChoice(item_id, str(title or f"{group.item_label} {i + 1}")))
+            out.append(SelectChoice(item_id, str(title or _("%(item)s %(number)s",
+                                                           item=group.item_label,
+                                                           number=i + 1))))
         return out
 
     def walk(fields, wt_form, groups):
@@ -573,8 +588,9 @@ def _score(score: Score, answers: Answers) -> ScoreResult:
             results = [(cr, sum(1 for k in cr.items if values[k] >= cr.rated_at_least))
                        for cr in score.criteria]
             band = score.met if all(n >= cr.count for cr, n in results) else score.not_met
-            detail = "; ".join(f"{cr.label}: {n} of {cr.count} needed "
-                               f"{'✓' if n >= cr.count else '✗'}" for cr, n in results)
+            detail = "; ".join(_("%(criterion)s: %(count)s of %(needed)s needed %(mark)s",
+                                 criterion=cr.label, count=n, needed=cr.count,
+                                 mark="✓" if n >= cr.count else "✗") for cr, n in results)
         return ScoreResult(score.key, score.label, None, 0, answered, len(values), band, (),
                            is_levels=True, detail=detail)
     if score.is_levels:
@@ -624,7 +640,9 @@ def ref_titles(template: Template, answers: Answers) -> dict[str, str]:
                 if not isinstance(item, dict):
                     continue
                 title = item.get(f.item_title) if f.item_title else None
-                titles[str(item.get("item_id"))] = str(title or f"{f.item_label} {i + 1}")
+                titles[str(item.get("item_id"))] = str(title or _("%(item)s %(number)s",
+                                                                  item=f.item_label,
+                                                                  number=i + 1))
                 walk(f.fields, item)
 
     walk(template.fields, answers)
@@ -641,16 +659,16 @@ def display_value(f: Field, value: Any, refs: dict[str, str] | None = None) -> s
     if f.type == "percent":
         return f"{value}\u00a0%"  # a number never wraps away from its unit
     if f.type == "yesno":
-        return "Yes" if value else "No"
+        return _("Yes") if value else _("No")
     if f.type == "choice":
         return f.choice_label(value)
     if f.type == "multichoice":
         return ", ".join(f.choice_label(v) for v in value)
     if f.type == "ref":
-        return (refs or {}).get(value, "(removed item)")
+        return (refs or {}).get(value, _("(removed item)"))
     if f.type == "date":
         parsed = as_date(value)
-        return parsed.strftime("%d %b %Y") if parsed else str(value)
+        return day(parsed, "dd MMM y") if parsed else str(value)
     if f.type == "decimal":
         return f"{value:g}" + (f"\u00a0{f.unit}" if f.unit else "")
     if f.type in ("integer", "duration"):
@@ -672,7 +690,7 @@ def plain_answers(template: Template | None, answers: Any) -> list[tuple[str, st
         return str(value)
 
     if not isinstance(answers, dict):
-        return [("Content", text(answers))]
+        return [(_("Content"), text(answers))]
     for key, value in answers.items():
         f = fields.get(key)
         lines.append((f.label if f is not None else str(key), text(value)))

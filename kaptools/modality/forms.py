@@ -31,6 +31,7 @@ from wtforms import (
 from wtforms import validators as v
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..i18n import _, _l
 from ..textcheck import text_problem
 from .schema import Field, Template
 
@@ -53,7 +54,7 @@ class WholeNumberField(IntegerField):
         raw = valuelist[0].strip()
         if not re.fullmatch(r"[+-]?\d{1,12}", raw):
             self.data = None
-            raise ValueError("Enter a whole number (no decimals or letters).")
+            raise ValueError(_("Enter a whole number (no decimals or letters)."))
         self.data = int(raw)
 
 
@@ -65,12 +66,12 @@ class FiniteDecimalField(DecimalField):
         raw = valuelist[0].strip().replace(",", ".")
         if not re.fullmatch(r"[+-]?(\d{1,12}(\.\d*)?|\.\d+)", raw):
             self.data = None
-            raise ValueError("Enter a number such as 12 or 0.5.")
+            raise ValueError(_("Enter a number such as 12 or 0.5."))
         try:
             self.data = decimal.Decimal(raw)
         except decimal.InvalidOperation as exc:
             self.data = None
-            raise ValueError("Enter a number such as 12 or 0.5.") from exc
+            raise ValueError(_("Enter a number such as 12 or 0.5.")) from exc
 
 
 class ScaleField(RadioField):
@@ -81,7 +82,8 @@ class ScaleField(RadioField):
         self.scale_min, self.scale_max = scale_min, scale_max
 
     def _message(self) -> str:
-        return f"Choose a whole number from {self.scale_min} to {self.scale_max}."
+        return _("Choose a whole number from %(min)s to %(max)s.", min=self.scale_min,
+                 max=self.scale_max)
 
     def process_formdata(self, valuelist):
         if not valuelist or valuelist[0] == "":
@@ -112,7 +114,7 @@ class _MayBeUnanswered:
         if self.data is None:
             return
         if self.data not in {c.value for c in self.choices}:
-            raise v.StopValidation("Choose one of the options shown.")
+            raise v.StopValidation(_("Choose one of the options shown."))
 
 
 class OptionalRadioField(_MayBeUnanswered, RadioField):
@@ -141,7 +143,7 @@ class CheckboxesField(SelectMultipleField):
         allowed = {c.value for c in self.choices}
         for value in self.data or ():
             if value not in allowed:
-                raise v.StopValidation("Choose only from the options shown.")
+                raise v.StopValidation(_("Choose only from the options shown."))
 
 
 class ItemIdField(HiddenField):
@@ -161,19 +163,20 @@ def _text_check(multiline: bool):
 
 def _finite(form, field) -> None:
     if isinstance(field.data, decimal.Decimal) and not field.data.is_finite():
-        raise v.StopValidation("Enter an ordinary number.")
+        raise v.StopValidation(_("Enter an ordinary number."))
 
 
 def _range_validator(f: Field, whole: bool):
     if f.min is None and f.max is None:
         return None
     fmt = (lambda x: str(int(x))) if whole else (lambda x: f"{x:g}")
+    # Built once per template version and kept: lazy, so each request reads its language.
     if f.min is not None and f.max is not None:
-        message = f"Enter a number from {fmt(f.min)} to {fmt(f.max)}."
+        message = _l("Enter a number from %(min)s to %(max)s.", min=fmt(f.min), max=fmt(f.max))
     elif f.min is not None:
-        message = f"Enter a number of at least {fmt(f.min)}."
+        message = _l("Enter a number of at least %(min)s.", min=fmt(f.min))
     else:
-        message = f"Enter a number of at most {fmt(f.max)}."
+        message = _l("Enter a number of at most %(max)s.", max=fmt(f.max))
     return v.NumberRange(min=f.min, max=f.max, message=message)
 
 
@@ -205,8 +208,9 @@ def _build_longtext(f: Field):
                                    _text_check(True)], rows=f.rows))
 
 
-def _too_long(f: Field) -> str:
-    return f"Keep this under {f.max_length} characters (shorten it or split it)."
+def _too_long(f: Field):
+    return _l("Keep this under %(max)s characters (shorten it or split it).",
+              max=f.max_length)
 
 
 def _build_integer(f: Field):
@@ -247,7 +251,8 @@ def _build_choice(f: Field):
     kw = _kw(f)
     kw["validators"] = []
     if f.widget == "select":
-        return OptionalSelectField(choices=[SelectChoice("", "— choose —"), *_choices(f)], **kw)
+        return OptionalSelectField(choices=[SelectChoice("", _l("— choose —")), *_choices(f)],
+                                   **kw)
     return OptionalRadioField(choices=_choices(f), **kw)
 
 
@@ -260,8 +265,8 @@ def _build_multichoice(f: Field):
 def _build_yesno(f: Field):
     kw = _kw(f)
     kw["validators"] = []
-    return OptionalRadioField(choices=[SelectChoice("yes", "Yes"), SelectChoice("no", "No")],
-                              **kw)
+    return OptionalRadioField(choices=[SelectChoice("yes", _l("Yes")),
+                                       SelectChoice("no", _l("No"))], **kw)
 
 
 def _build_date(f: Field):

@@ -13,6 +13,8 @@ import io
 import pikepdf
 from pikepdf import Array, Dictionary, Name, NameTree, NumberTree, OutlineItem, Page, Pdf
 
+from ..i18n import _
+
 
 def assemble(parts: list[bytes], overlays: list[bytes], title: str,
              keywords: str | None = None) -> bytes:
@@ -144,7 +146,7 @@ def _elements(kids: list, entries: list) -> list[Dictionary]:
     seen: set = set()
     found: list[Dictionary] = []
     stack = list(kids)
-    for _, value in entries:
+    for _key, value in entries:
         stack += list(value) if isinstance(value, Array) else [value]
     while stack:
         element = stack.pop()
@@ -220,7 +222,8 @@ def _resolve_links(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
                 target = destinations.get(uri[len(GOTO_SCHEME):])
                 if target is not None:
                     annot.A = Dictionary(S=Name.GoTo, D=target)
-                    annot.Contents = pikepdf.String(f"Go to page {number[target[0].objgen]}")
+                    annot.Contents = pikepdf.String(_("Go to page %(page)s",
+                                                      page=number[target[0].objgen]))
                 else:
                     del annot["/A"]  # nowhere to go: a plain entry, never a broken link
                     annot.Contents = pikepdf.String("")

@@ -160,6 +160,8 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
     Raises RenderLimitExceeded when the deadline passes, a child runs out of memory, or
     a part fails to render; on a deadline the children are killed.
     """
+    from ..i18n import _  # here, not at the top: render children import this module
+
     waiting = list(parts)
     retried = False
     while waiting:
@@ -173,8 +175,8 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 continue
             _POOL.discard(generation, kill=True)
             raise RenderLimitExceeded(
-                "memory", "a render process stopped unexpectedly, most likely because it "
-                          f"needed more than {limits.memory_mb} MiB") from exc
+                "memory", _("a render process stopped unexpectedly, most likely because it "
+                            "needed more than %(memory)s MiB", memory=limits.memory_mb)) from exc
         except RenderLimitExceeded as exc:
             if exc.cause == "time":
                 _POOL.discard(generation, kill=True)
@@ -186,21 +188,23 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
 
 def _collect(pending: dict, limits: Limits, deadline: float, done) -> list:
     """Wait for the submitted parts; returns [] when all are done."""
+    from ..i18n import _
+
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RenderLimitExceeded(
-                "time", f"it took longer than the {limits.seconds:g} seconds a render may "
-                        "take")
-        finished, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+                "time", _("it took longer than the %(seconds)s seconds a render may take",
+                          seconds=format(limits.seconds, "g")))
+        finished, _waiting = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
         for future in finished:
             part = pending[future]
             outcome = future.result()  # BrokenProcessPool propagates to the caller
             del pending[future]
             if outcome[0] == "memory":
                 raise RenderLimitExceeded(
-                    "memory", f"it needed more than the {limits.memory_mb} MiB of memory a "
-                              "render may use")
+                    "memory", _("it needed more than the %(memory)s MiB of memory a render may "
+                                "use", memory=limits.memory_mb))
             if outcome[0] == "error":
                 raise RenderLimitExceeded("error", outcome[1])
             done(part.key, outcome[1], outcome[2])

@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
+from ..i18n import catalogue_version
 from ..models import (
     Addendum,
     Course,
@@ -83,6 +84,7 @@ def fingerprint(kind: str, course: Course, only: TherapySession | None,
         # Times print in the clinic's zone and convention: another zone, another PDF.
         "zone": [current_app.config.get("CLINIC_TIMEZONE"),
                  current_app.config.get("CLINIC_LOCALE")],
+        "words": catalogue_version(),  # a new translation, another PDF
         "risk": [flag.label, flag.raised_at, flag.note_id, flag.followed_up_at] if flag else None,
     }
     encoded = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))

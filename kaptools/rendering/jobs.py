@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
+from ..i18n import _, _l, ngettext
 from ..models import Course, RenderJob, RenderStatus, TherapySession, User
 from ..summaries import Document, build_document
 from ..timeutil import utcnow
@@ -30,10 +31,10 @@ log = logging.getLogger("kaptools.rendering")
 PROGRESS_EVERY_S = 0.5
 
 CAUSES = {
-    "time": "It took longer than a render may take",
-    "memory": "It needed more memory than a render may use",
-    "pages": "It has more pages than one document may have",
-    "error": "The layout engine stopped",
+    "time": _l("It took longer than a render may take"),
+    "memory": _l("It needed more memory than a render may use"),
+    "pages": _l("It has more pages than one document may have"),
+    "error": _l("The layout engine stopped"),
 }
 
 
@@ -58,7 +59,7 @@ def request_document(kind: str, course: Course, only: TherapySession | None,
         return Requested(pdf=found.pdf)
     job = RenderJob(user_id=user.id, kind=kind, course_id=course.id,
                     session_id=only.id if only else None, sheets=sheets, doc_key=key,
-                    status=RenderStatus.QUEUED, stage="Waiting for a render worker")
+                    status=RenderStatus.QUEUED, stage=_("Waiting for a render worker"))
     db.session.add(job)
     db.session.commit()
     enqueue_render(job.id)
@@ -84,7 +85,7 @@ def run_job(job_id: int) -> None:
     limits = Limits.from_config(current_app.config)
     started = time.monotonic()
     _update(job, status=RenderStatus.RUNNING, started_at=utcnow(),
-            stage="Gathering the record", progress=1)
+            stage=_("Gathering the record"), progress=1)
     try:
         course = db.session.get(Course, job.course_id)
         only = db.session.get(TherapySession, job.session_id) if job.session_id else None
@@ -94,13 +95,15 @@ def run_job(job_id: int) -> None:
         db.session.rollback()
         log.warning("render job %s stopped: %s", job_id, exc.message)
         _update(job, status=RenderStatus.FAILED, failure=exc.cause,
-                message=f"{CAUSES[exc.cause]}: {exc.message}.", finished_at=utcnow())
+                message=_("%(cause)s: %(detail)s.", cause=CAUSES[exc.cause],
+                          detail=exc.message), finished_at=utcnow())
     except Exception as exc:
         db.session.rollback()
         log.exception("render job %s failed", job_id)
         _update(job, status=RenderStatus.FAILED, failure="error",
-                message=f"{CAUSES['error']} unexpectedly ({exc.__class__.__name__}); the "
-                        "details are in the log.", finished_at=utcnow())
+                message=_("The layout engine stopped unexpectedly (%(error)s); the details "
+                          "are in the log.", error=exc.__class__.__name__),
+                finished_at=utcnow())
 
 
 def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> None:
@@ -114,8 +117,8 @@ def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> N
             last[0] = now
             _update(job, stage=stage, progress=max(job.progress, percent))
 
-    _, _, pages = produce(doc, limits, deadline, progress, store_as=job.doc_key)
-    _update(job, status=RenderStatus.DONE, progress=100, stage="Ready", pages=pages,
+    _key, _pdf, pages = produce(doc, limits, deadline, progress, store_as=job.doc_key)
+    _update(job, status=RenderStatus.DONE, progress=100, stage=_("Ready"), pages=pages,
             finished_at=utcnow())
 
 
@@ -143,29 +146,32 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
         if (found := store.get(key)) is not None:
             pdfs[key], pages[key] = found.pdf, found.pages
     missing = [p for p in the_plan.parts if p.key not in pages]
-    progress(f"Laying out {len(missing)} of {len(keys)} parts "
-             f"({len(keys) - len(missing)} already laid out)", 5)
+    progress(ngettext("Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
+                      "Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
+                      len(keys), missing=len(missing), done=len(keys) - len(missing)), 5)
 
     def part_done(key: str, pdf: bytes, count: int) -> None:
         store.put(key, store.PART, pdf, count)
         pdfs[key], pages[key] = pdf, count
         done = sum(1 for part in missing if part.key in pages)
-        progress(f"Laid out {done} of {len(missing)} parts", 5 + int(85 * done /
-                                                                    (len(missing) + 1)))
+        progress(ngettext("Laid out %(done)s of %(num)d parts",
+                          "Laid out %(done)s of %(num)d parts", len(missing), done=done),
+                 5 + int(85 * done / (len(missing) + 1)))
         if sum(pages.values()) > limits.max_pages:
-            raise RenderLimitExceeded("pages", f"it would have more than "
-                                               f"{limits.max_pages} pages")
+            raise RenderLimitExceeded("pages", ngettext("it would have more than %(num)d pages",
+                                                        "it would have more than %(num)d pages",
+                                                        limits.max_pages))
 
     render_parts(missing, limits, deadline, part_done)
     page_count = sum(pages[k] for k in keys)
     overlays: list[bytes] = []
     if the_plan.overlay:
-        progress("Numbering the pages", 92)
+        progress(_("Numbering the pages"), 92)
         stamps = overlay_jobs(the_plan, page_count, limits.processes)
         made: dict[str, bytes] = {}
         render_parts(stamps, limits, deadline, lambda key, pdf, count: made.setdefault(key, pdf))
         overlays = [made[stamp.key] for stamp in stamps]
-    progress("Putting the parts together", 96)
+    progress(_("Putting the parts together"), 96)
     from .assemble import assemble
 
     pdf = assemble([pdfs[k] for k in keys], overlays, the_plan.title,
@@ -178,7 +184,7 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
 def render_now(doc: Document) -> bytes:
     """Render a document in the calling process's own child processes (CLI, tools)."""
     limits = Limits.from_config(current_app.config)
-    _, pdf, _ = produce(doc, limits, time.monotonic() + limits.seconds)
+    _key, pdf, _pages = produce(doc, limits, time.monotonic() + limits.seconds)
     db.session.commit()
     return pdf
 

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from flask import render_template
 
+from ..i18n import catalogue_version
 from ..resources import resource_dir
 from ..summaries import HANDOUT, Document, document_hash
 from .engine import PartJob
@@ -53,7 +54,8 @@ def doc_key(doc: Document) -> str:
                             "content": document_hash(doc),
                             "printed": doc.printed_on.isoformat(), "clinic": doc.clinic,
                             "contacts": doc.clinic_contacts,
-                            "vitals": doc.vitals_thresholds}, sort_keys=True, default=str))
+                            "vitals": doc.vitals_thresholds, "words": catalogue_version()},
+                           sort_keys=True, default=str))
 
 
 def plan(doc: Document) -> Plan:

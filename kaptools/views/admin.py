@@ -17,6 +17,7 @@ from ..forms import (
     UserForm,
     choice_list,
 )
+from ..i18n import _, ngettext
 from ..models import Role, SupervisionRelationship, User
 from ..passwords import hash_password
 from ..timeutil import utcnow
@@ -43,9 +44,9 @@ def new_user():
     form = UserForm()
     if form.validate_on_submit():
         if not form.password.data:
-            form.password.errors.append("Set an initial password.")
+            form.password.errors.append(_("Set an initial password."))
         elif db.session.scalar(select(User.id).where(User.username == form.username.data)):
-            form.username.errors.append("This username is taken.")
+            form.username.errors.append(_("This username is taken."))
         else:
             user = User(username=form.username.data, display_name=form.display_name.data,
                         role=form.role.data, active=form.active.data,
@@ -54,7 +55,7 @@ def new_user():
             db.session.flush()
             audit.record("user.created", obj=user, detail={"role": user.role})
             db.session.commit()
-            flash(f"Account {user.username} created.", "success")
+            flash(_("Account %(username)s created.", username=user.username), "success")
             return redirect(url_for(".users"))
     return render_template("admin/user_form.html", form=form, user=None)
 
@@ -67,7 +68,7 @@ def edit_user(user_id: int):
     del form.username
     if form.validate_on_submit():
         if user.id == current_user.id and (not form.active.data or form.role.data != Role.ADMIN):
-            form.role.errors.append("You cannot remove your own administrator access.")
+            form.role.errors.append(_("You cannot remove your own administrator access."))
             return render_template("admin/user_form.html", form=form, user=user)
         revoke = (not form.active.data and user.active) or bool(form.password.data) or (
             form.role.data != user.role)
@@ -83,7 +84,7 @@ def edit_user(user_id: int):
                      detail={"role": user.role, "active": user.active,
                              "password_reset": bool(form.password.data)})
         db.session.commit()
-        flash(f"Account {user.username} saved.", "success")
+        flash(_("Account %(username)s saved.", username=user.username), "success")
         return redirect(url_for(".users"))
     return render_template("admin/user_form.html", form=form, user=user)
 
@@ -111,7 +112,7 @@ def supervision():
         db.session.flush()
         audit.record("supervision.created", obj=rel)
         db.session.commit()
-        flash("Supervision relationship added.", "success")
+        flash(_("Supervision relationship added."), "success")
         return redirect(url_for(".supervision"))
     relationships = db.session.scalars(
         select(SupervisionRelationship).order_by(SupervisionRelationship.starts_on.desc()))
@@ -128,9 +129,9 @@ def end_supervision(rel_id: int):
         rel.ends_on = form.ends_on.data
         audit.record("supervision.ended", obj=rel)
         db.session.commit()
-        flash("Supervision relationship ended.", "success")
+        flash(_("Supervision relationship ended."), "success")
     else:
-        flash("Enter an end date on or after the start date.", "error")
+        flash(_("Enter an end date on or after the start date."), "error")
     return redirect(url_for(".supervision"))
 
 
@@ -197,7 +198,8 @@ def restore(kind: str, record_id: int):
         flash(str(exc), "error")
     else:
         db.session.commit()
-        flash(f"Restored: {restored.label} ({restored.client_code}).", "success")
+        flash(_("Restored: %(label)s (%(code)s).", label=restored.label,
+                code=restored.client_code), "success")
     return redirect(url_for(".discarded"))
 
 
@@ -210,11 +212,14 @@ def two_factor_policy():
         roles = {role.value for role in Role if form[role.value].data}
         signed_out = twofactor.set_required(roles, current_user)
         db.session.commit()
-        several = len(signed_out) != 1
-        flash("Two-factor sign-in settings saved." + (
-            f" {len(signed_out)} account{'s' if several else ''} without it "
-            f"{'were' if several else 'was'} signed out, to set it up at the next sign-in."
-            if signed_out else ""), "success")
+        message = _("Two-factor sign-in settings saved.")
+        if signed_out:
+            message += " " + ngettext(
+                "%(num)d account without it was signed out, to set it up at the next "
+                "sign-in.",
+                "%(num)d accounts without it were signed out, to set it up at the next "
+                "sign-in.", len(signed_out))
+        flash(message, "success")
         return redirect(url_for(".two_factor_policy"))
     users = list(db.session.scalars(select(User).where(User.active.is_(True))
                                     .order_by(User.role, User.username)))
@@ -228,6 +233,6 @@ def reset_two_factor(user_id: int):
     if user.totp_secret:
         twofactor.turn_off(user, current_user)
         db.session.commit()
-        flash(f"Two-factor sign-in of {user.username} was reset; they are signed out.",
-              "success")
+        flash(_("Two-factor sign-in of %(username)s was reset; they are signed out.",
+                username=user.username), "success")
     return redirect(url_for(".two_factor_policy"))

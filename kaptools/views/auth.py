@@ -34,13 +34,14 @@ from ..forms import (
     TimeZoneForm,
     TwoFactorOffForm,
 )
+from ..i18n import _, _l
 from ..models import User
 from ..passwords import hash_password, password_problem, verify_password
 from ..timeutil import utcnow, zone_names
 
 bp = Blueprint("auth", __name__)
 
-GENERIC_FAILURE = "That username and password do not match an active account."
+GENERIC_FAILURE = _l("That username and password do not match an active account.")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -58,13 +59,13 @@ def login():
         if scope := throttle.blocked(username, address):
             throttle.record_blocked(username, address, scope)
             db.session.commit()
-            form.form_errors.append("Too many failed attempts. Wait 15 minutes and try again.")
+            form.form_errors.append(_("Too many failed attempts. Wait 15 minutes and try again."))
             return render_template("auth/login.html", form=form, **page), 429
         user = authenticate(username, form.password.data)
         if user is None:
             throttle.record_failure(username, address)
             db.session.commit()
-            form.form_errors.append(GENERIC_FAILURE)
+            form.form_errors.append(str(GENERIC_FAILURE))
             return render_template("auth/login.html", form=form, **page), 200
         destination = safe_next(request.args.get("next"))
         if user.totp_secret or twofactor.required_for(user):
@@ -80,8 +81,8 @@ def login():
             return redirect(url_for(".enrol_at_sign_in"))
         return _signed_in(user, address, destination, page)
     if expired and request.method == "GET":
-        flash("You were signed out after a period of inactivity. Sign in again to continue.",
-              "info")
+        flash(_("You were signed out after a period of inactivity. Sign in again to "
+                "continue."), "info")
     return render_template("auth/login.html", form=form, **page)
 
 
@@ -101,8 +102,8 @@ def _signed_in(user: User, address: str | None, destination: str | None, page: d
             return render_template("auth/resume.html", **page)
         audit.record("carry.discarded", user=user, obj=user)
         db.session.commit()
-        flash("Text left on this page by another account's expired session was discarded.",
-              "info")
+        flash(_("Text left on this page by another account's expired session was "
+                "discarded."), "info")
     return redirect(destination or url_for("main.dashboard"))
 
 
@@ -122,8 +123,8 @@ def _pending() -> tuple[User | None, dict]:
 
 
 def _start_again():
-    flash(f"Sign in again: the second step must follow the password within "
-          f"{PENDING_MINUTES} minutes.", "info")
+    flash(_("Sign in again: the second step must follow the password within %(minutes)s "
+            "minutes.", minutes=PENDING_MINUTES), "info")
     return redirect(url_for(".login"))
 
 
@@ -148,20 +149,21 @@ def login_code():
         throttle.record_blocked(user.username, address, scope)
         session.pop("pending_login", None)
         db.session.commit()
-        form.code.errors.append("Too many failed attempts. Wait 15 minutes and sign in again.")
+        form.code.errors.append(_("Too many failed attempts. Wait 15 minutes and sign in "
+                                  "again."))
         return render_template("auth/code.html", form=form, blocked=True, **page), 429
     used = twofactor.check_code(user, form.code.data)
     if used is None:
         throttle.record_failure(user.username, address)
         db.session.commit()
-        form.code.errors.append("That code is not right, or has been used already. Codes "
-                                "change every 30 seconds: type the one the app shows now.")
+        form.code.errors.append(_("That code is not right, or has been used already. Codes "
+                                  "change every 30 seconds: type the one the app shows now."))
         return render_template("auth/code.html", form=form, **page), 200
     response = _signed_in(user, address, pending.get("next"), page, second_factor=used)
     if used == "recovery":  # after the sign-in, which starts a new session
-        flash(f"You signed in with a recovery code; {twofactor.recovery_codes_left(user)} "
-              "are left. Make new ones under Two-factor sign-in if you are running low.",
-              "info")
+        flash(_("You signed in with a recovery code; %(left)s are left. Make new ones under "
+                "Two-factor sign-in if you are running low.",
+                left=twofactor.recovery_codes_left(user)), "info")
     return response
 
 
@@ -179,8 +181,8 @@ def enrol_at_sign_in():
             _signed_in(user, audit.client_address(), None, {}, second_factor="totp")
             return render_template("auth/recovery_codes.html", codes=codes,
                                    then=pending.get("next") or url_for("main.dashboard"))
-        form.code.errors.append("That code does not match. Check the app shows kaptools "
-                                "and type the six digits it shows now.")
+        form.code.errors.append(_("That code does not match. Check the app shows kaptools "
+                                  "and type the six digits it shows now."))
     elif form.is_submitted():
         status = 422
     return render_template("auth/enrol.html", form=form, required=True,
@@ -210,8 +212,8 @@ def two_factor():
                 db.session.commit()
                 return render_template("auth/recovery_codes.html", codes=codes,
                                        then=url_for(".two_factor"))
-            form.code.errors.append("That code does not match. Check the app shows kaptools "
-                                    "and type the six digits it shows now.")
+            form.code.errors.append(_("That code does not match. Check the app shows "
+                                      "kaptools and type the six digits it shows now."))
         return render_template("auth/enrol.html", form=form, required=required,
                                **_enrolment(user, secret))
     code_form, off_form = CodeForm(prefix="codes"), TwoFactorOffForm(prefix="off")
@@ -224,7 +226,7 @@ def two_factor():
             return render_template("auth/recovery_codes.html", codes=codes,
                                    then=url_for(".two_factor"))
         db.session.commit()
-        code_form.code.errors.append("Type the six digits your app shows now.")
+        code_form.code.errors.append(_("Type the six digits your app shows now."))
     elif request.method == "POST" and request.form.get("action") == "off" \
             and off_form.validate_on_submit():
         if required:
@@ -234,9 +236,9 @@ def two_factor():
             db.session.commit()
             logout_user()
             session.clear()
-            flash("Two-factor sign-in is off. Sign in again with your password.", "info")
+            flash(_("Two-factor sign-in is off. Sign in again with your password."), "info")
             return redirect(url_for(".login"))
-        off_form.password.errors.append("This is not your password.")
+        off_form.password.errors.append(_("This is not your password."))
     return render_template("auth/two_factor.html", code_form=code_form, off_form=off_form,
                            required=required, left=twofactor.recovery_codes_left(user))
 
@@ -250,7 +252,7 @@ def logout():
     db.session.commit()
     logout_user()
     session.clear()
-    flash("You are signed out.", "info")
+    flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -262,7 +264,7 @@ def change_password():
     if form.validate_on_submit():
         user = current_user._get_current_object()
         if not verify_password(user.password_hash, form.current.data):
-            form.current.errors.append("This is not your current password.")
+            form.current.errors.append(_("This is not your current password."))
         elif problem := password_problem(form.new.data):
             form.new.errors.append(problem)
         else:
@@ -273,7 +275,7 @@ def change_password():
             audit.record("password.changed", obj=user)
             db.session.commit()
             login_user(user)
-            flash("Password changed. Other devices signed in as you have been signed out.",
+            flash(_("Password changed. Other devices signed in as you have been signed out."),
                   "success")
             return redirect(url_for("main.dashboard"))
     return render_template("auth/password.html", form=form, zone_form=_zone_form())
@@ -282,8 +284,8 @@ def change_password():
 def _zone_form() -> TimeZoneForm:
     form = TimeZoneForm(prefix="tz", data={"time_zone": current_user.time_zone or ""})
     clinic = current_app.config.get("CLINIC_TIMEZONE") or "UTC"
-    form.time_zone.choices = [("", f"The clinic's ({clinic})")] + [(n, n.replace("_", " "))
-                                                                     for n in zone_names()]
+    form.time_zone.choices = [("", _("The clinic's (%(zone)s)", zone=clinic))] + [
+        (n, n.replace("_", " ")) for n in zone_names()]
     return form
 
 
@@ -297,7 +299,7 @@ def time_zone():
         user.time_zone = form.time_zone.data or None
         audit.record("user.time_zone", obj=user, detail={"time_zone": user.time_zone})
         db.session.commit()
-        flash("Time zone saved.", "success")
+        flash(_("Time zone saved."), "success")
         return redirect(url_for(".change_password"))
     return render_template("auth/password.html", form=PasswordChangeForm(formdata=None),
                            zone_form=form), 422

@@ -18,6 +18,7 @@ from .. import audit
 from ..exports.research import build_research_export, signed_note_counts
 from ..extensions import db
 from ..forms import KapForm
+from ..i18n import _l
 from ..modality import get_registry
 from ..models import AuditEvent, Role
 
@@ -36,18 +37,18 @@ def _strip(value):
 
 class ResearchExportForm(KapForm):
     templates = SelectMultipleField(
-        "Templates", [DataRequired("Choose at least one template.")], choices=[],
+        _l("Templates"), [DataRequired(_l("Choose at least one template."))], choices=[],
         widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
     free_text = BooleanField(
-        "Include free text",
-        description="What therapists typed in text boxes. It may name people, places and "
-                    "dates, so it is left out unless you tick this.")
+        _l("Include free text"),
+        description=_l("What therapists typed in text boxes. It may name people, places and "
+                       "dates, so it is left out unless you tick this."))
     reason = TextAreaField(
-        "Why is this data leaving kaptools?",
-        [DataRequired("Say why the data is exported; it goes in the audit trail."),
+        _l("Why is this data leaving kaptools?"),
+        [DataRequired(_l("Say why the data is exported; it goes in the audit trail.")),
          Length(max=500)], filters=[_strip],
-        description="For example the ethics approval reference and the study, or the "
-                    "clinic's own audit it is for.",
+        description=_l("For example the ethics approval reference and the study, or the "
+                       "clinic's own audit it is for."),
         render_kw={"rows": 2, "maxlength": 500})
 
 

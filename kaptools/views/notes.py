@@ -25,6 +25,7 @@ from .. import audit, notes, reviews
 from ..auth import carry_token
 from ..extensions import db
 from ..forms import AddendumForm, EnteredInErrorForm
+from ..i18n import _, ngettext
 from ..markdown_render import render_markdown
 from ..modality import get_registry
 from ..modality.answers import (
@@ -70,7 +71,7 @@ def new_note(session_id: int):
     if request.method == "POST":
         template = registry.latest(request.form.get("modality", ""))
         if template is None:
-            flash("Choose one of the listed note types.", "error")
+            flash(_("Choose one of the listed note types."), "error")
             return redirect(url_for(".new_note", session_id=session_id))
         answers, private = {}, {}
         from_id = request.form.get("from_note", type=int)
@@ -187,7 +188,7 @@ def _save(found: Note, template):
             if signing and (refusal := notes.sign_refusal(found)) is not None:
                 db.session.commit()  # what was typed is kept; only the signature waits
                 session["saved_editor"] = editor_id
-                flash(f"Draft saved, but not signed. {refusal}", "error")
+                flash(_("Draft saved, but not signed. %(reason)s", reason=refusal), "error")
                 return redirect(url_for(".note", note_id=note_id))
             # Checked after saving: an approval covers only the version that was read.
             if signing and (blocker := reviews.sign_blocker(found, current_user)):
@@ -209,32 +210,38 @@ def _save(found: Note, template):
             log.exception("saving note %s failed", note_id)
             db.session.rollback()
             return _editor(db.session.get(Note, note_id), template, form, editor_id,
-                           status=503, scores=[], form_message=(
+                           status=503, scores=[], form_message=_(
                                "The note could not be saved just now: the database did not "
                                "respond. Nothing was lost — everything you typed is still "
                                "here. Try saving again in a moment."))
         if problem is None:
             session["saved_editor"] = editor_id
-            flash("Note signed. It is now locked; corrections go in an addendum." if signing
-                  else "Draft saved.", "success")
+            flash(_("Note signed. It is now locked; corrections go in an addendum.") if signing
+                  else _("Draft saved."), "success")
             return redirect(url_for(".note", note_id=note_id))
         found = db.session.get(Note, note_id)
     if problem:
-        message = f"The note was not signed: {problem} Nothing was saved; everything you " \
-                  "typed is still here."
+        message = _("The note was not signed: %(problem)s Nothing was saved; everything you "
+                    "typed is still here.", problem=problem)
     else:
         errors = list(iter_errors(form))
-        message = ("The note was not signed: " if signing else "Nothing was saved yet: ") + \
-            (f"{len(errors)} answers need attention. " if len(errors) != 1 else
-             "1 answer needs attention. ") + \
-            "Everything you typed is still here."
+        if signing:
+            message = ngettext("The note was not signed: %(num)d answer needs attention. "
+                               "Everything you typed is still here.",
+                               "The note was not signed: %(num)d answers need attention. "
+                               "Everything you typed is still here.", len(errors))
+        else:
+            message = ngettext("Nothing was saved yet: %(num)d answer needs attention. "
+                               "Everything you typed is still here.",
+                               "Nothing was saved yet: %(num)d answers need attention. "
+                               "Everything you typed is still here.", len(errors))
     return _editor(found, template, form, editor_id, status=422, form_message=message)
 
 
 def _elsewhere_message(pending: notes.PendingAutosave) -> str:
-    return ("another tab or device has unsaved changes to this note (kept "
-            f"{shown(pending.saved_at, 'd MMM, HH:mm')}). Open the note again to compare them, "
-            "then sign.")
+    kept = shown(pending.saved_at, "d MMM, HH:mm")
+    return _("another tab or device has unsaved changes to this note (kept %(kept)s). Open "
+             "the note again to compare them, then sign.", kept=kept)
 
 
 def _conflict(current: Note, template, mine, editor_id: str, autosaved_at=None):
@@ -257,13 +264,14 @@ def autosave(note_id: int):
         db.session.commit()
     except notes.NoteLocked:
         db.session.rollback()
-        return jsonify(status="locked", message="This note is signed; nothing was saved."), 409
+        return jsonify(status="locked",
+                       message=_("This note is signed; nothing was saved.")), 409
     except SQLAlchemyError:
         log.exception("autosave of note %s failed", note_id)
         db.session.rollback()
         return jsonify(status="unavailable",
-                       message="Not saved yet: the database did not respond. Your text is "
-                               "kept in this page; retrying."), 503
+                       message=_("Not saved yet: the database did not respond. Your text is "
+                                 "kept in this page; retrying.")), 503
     return jsonify(status="saved", saved_at=kept.saved_at.isoformat(),
                    saved_at_shown=shown(kept.saved_at, "HH:mm"),
                    conflict=kept.base_version != found.version)
@@ -277,7 +285,7 @@ def discard_autosave(note_id: int):
         abort(403)
     notes.discard_autosave(found, _editor_id())
     db.session.commit()
-    flash("Unsaved changes discarded; this is the last saved version.", "info")
+    flash(_("Unsaved changes discarded; this is the last saved version."), "info")
     return redirect(url_for(".note", note_id=found.id))
 
 
@@ -292,8 +300,8 @@ def _refuse_locked(found: Note, template):
     audit.record("note.edit_refused", obj=found, client_code=found.session.course.client.code)
     db.session.commit()
     if found.state != NoteState.DRAFT:
-        flash("This note is signed and locked; nothing was changed. Add an addendum instead.",
-              "error")
+        flash(_("This note is signed and locked; nothing was changed. Add an addendum "
+                "instead."), "error")
         return _show(found, template, status=409)
     abort(403)
 
@@ -323,13 +331,13 @@ def sign(note_id: int):
         return _refuse_locked(found, template)
     back = redirect(url_for(".note", note_id=found.id))
     if request.form.get("note_version", type=int) != found.version:
-        flash("The note was not signed: it changed after you opened it (or the request did "
-              "not say which version you read). Read it again, then sign.", "error")
+        flash(_("The note was not signed: it changed after you opened it (or the request did "
+                "not say which version you read). Read it again, then sign."), "error")
         return back
     form = build_form(template, answers={**found.answers,
                                          **notes.private_answers(found, current_user)})
     if not validate_note(form, complete=True):
-        flash("The note cannot be signed yet: some required answers are missing.", "error")
+        flash(_("The note cannot be signed yet: some required answers are missing."), "error")
         return back
     if blocker := reviews.sign_blocker(found, current_user):
         flash(blocker, "error")
@@ -338,14 +346,15 @@ def sign(note_id: int):
         notes.sign(found, current_user, _editor_id())
     except notes.SignRefused as refused:
         db.session.rollback()
-        flash("The note was not signed. " + refused.message, "error")
+        flash(_("The note was not signed. %(reason)s", reason=refused.message), "error")
         return back
     except notes.UnsavedElsewhere as elsewhere:
         db.session.rollback()
-        flash("The note was not signed: " + _elsewhere_message(elsewhere.pending), "error")
+        flash(_("The note was not signed: %(problem)s",
+                problem=_elsewhere_message(elsewhere.pending)), "error")
         return back
     db.session.commit()
-    flash("Note signed. It is now locked; corrections go in an addendum.", "success")
+    flash(_("Note signed. It is now locked; corrections go in an addendum."), "success")
     return back
 
 
@@ -359,10 +368,10 @@ def addendum(note_id: int):
     try:
         notes.add_addendum(found, current_user, form.body.data.strip())
     except notes.NoteLocked:
-        flash("Only a signed note takes addenda.", "error")
+        flash(_("Only a signed note takes addenda."), "error")
         return redirect(url_for(".note", note_id=found.id))
     db.session.commit()
-    flash("Addendum signed and added.", "success")
+    flash(_("Addendum signed and added."), "success")
     return redirect(url_for(".note", note_id=found.id))
 
 
@@ -376,8 +385,8 @@ def entered_in_error(note_id: int):
     try:
         notes.mark_entered_in_error(found, current_user, form.reason.data)
     except notes.NoteLocked:
-        flash("Only a signed note can be marked as entered in error.", "error")
+        flash(_("Only a signed note can be marked as entered in error."), "error")
         return redirect(url_for(".note", note_id=found.id))
     db.session.commit()
-    flash("Note marked as entered in error. Its content is kept.", "success")
+    flash(_("Note marked as entered in error. Its content is kept."), "success")
     return redirect(url_for(".note", note_id=found.id))

@@ -22,8 +22,10 @@ from sqlalchemy.orm import defer, joinedload, selectinload
 from .. import audit, discard, outcomes, reviews, risk
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, RecordExportForm, SessionForm, choice_list
+from ..i18n import _
 from ..models import Client, Course, Note, SessionKind, TherapySession
 from ..overview import course_overviews
+from ..timeutil import day
 from ..web import current_scope, shown_and_recorded
 
 bp = Blueprint("records", __name__)
@@ -67,11 +69,11 @@ def new_client():
             db.session.flush()
         except IntegrityError:
             db.session.rollback()
-            form.code.errors.append("You already have a client with this code.")
+            form.code.errors.append(_("You already have a client with this code."))
         else:
             _changed("client.created", client, client)
             db.session.commit()
-            flash(f"Client {client.code} added.", "success")
+            flash(_("Client %(code)s added.", code=client.code), "success")
             return redirect(url_for(".client", client_id=client.id))
     return render_template("clients/form.html", form=form, client=None)
 
@@ -115,11 +117,11 @@ def edit_client(client_id: int):
         except IntegrityError:
             db.session.rollback()
             found = current_scope().writable_client(client_id)
-            form.code.errors.append("You already have a client with this code.")
+            form.code.errors.append(_("You already have a client with this code."))
         else:
             _changed("client.updated", found, found)
             db.session.commit()
-            flash("Client saved.", "success")
+            flash(_("Client saved."), "success")
             return redirect(url_for(".client", client_id=found.id))
     return render_template("clients/form.html", form=form, client=found)
 
@@ -136,7 +138,7 @@ def new_course(client_id: int):
         db.session.flush()
         _changed("course.created", course, found)
         db.session.commit()
-        flash("Course added.", "success")
+        flash(_("Course added."), "success")
         return redirect(url_for(".course", course_id=course.id))
     return render_template("courses/form.html", form=form, client=found, course=None)
 
@@ -165,7 +167,7 @@ def edit_course(course_id: int):
         form.populate_obj(found)
         _changed("course.updated", found, found.client)
         db.session.commit()
-        flash("Course saved.", "success")
+        flash(_("Course saved."), "success")
         return redirect(url_for(".course", course_id=found.id))
     return render_template("courses/form.html", form=form, client=found.client, course=found)
 
@@ -176,9 +178,9 @@ def _dosing_choices(course: Course, exclude: int | None = None) -> list:
         .where(TherapySession.course_id == course.id, TherapySession.kind == SessionKind.DOSING)
         .order_by(TherapySession.session_date, TherapySession.id)
     )
-    choices = [(0, "— none —")]
-    choices += [(s.id, f"Dosing session of {s.session_date:%d %b %Y}") for s in dosing
-                if s.id != exclude]
+    choices = [(0, _("— none —"))]
+    choices += [(s.id, _("Dosing session of %(date)s", date=day(s.session_date, "dd MMM y")))
+                for s in dosing if s.id != exclude]
     return choice_list(choices)
 
 
@@ -202,7 +204,7 @@ def new_session(course_id: int):
         db.session.flush()
         _changed("session.created", created, found.client)
         db.session.commit()
-        flash("Session added.", "success")
+        flash(_("Session added."), "success")
         return redirect(url_for(".therapy_session", session_id=created.id))
     return render_template("sessions/form.html", form=form, course=found, therapy_session=None)
 
@@ -232,7 +234,7 @@ def edit_session(session_id: int):
         _apply_session_form(form, found)
         _changed("session.updated", found, found.course.client)
         db.session.commit()
-        flash("Session saved.", "success")
+        flash(_("Session saved."), "success")
         return redirect(url_for(".therapy_session", session_id=found.id))
     return render_template("sessions/form.html", form=form, course=found.course,
                            therapy_session=found)
@@ -245,15 +247,9 @@ def export_record(client_id: int):
     found = current_scope().writable_client(client_id)
     form = RecordExportForm()
     if form.validate_on_submit():
-        from collections import Counter
+        from ..exports.record import export_record as bundle_of
 
-        from ..exports.record import client_bundle
-
-        bundle = client_bundle(found)
-        kinds = Counter(e["resource"]["resourceType"] for e in bundle.get("entry", []))
-        audit.record("export.record", obj=found, client_code=found.code,
-                     detail={"format": "fhir-r4-bundle", "reason": form.reason.data,
-                             "resources": dict(sorted(kinds.items()))})
+        bundle = bundle_of(found, form.reason.data, current_user)
         db.session.commit()
         response = Response(json.dumps(bundle, ensure_ascii=False, indent=1),
                             mimetype="application/fhir+json")
@@ -273,7 +269,7 @@ def discard_note(note_id: int):
         abort(403)
     back = url_for(".therapy_session", session_id=found.session_id)
     return _discard(found, found.session.course.client, back,
-                    url_for("notes.note", note_id=found.id), "Draft discarded.")
+                    url_for("notes.note", note_id=found.id), _("Draft discarded."))
 
 
 @bp.post("/sessions/<int:session_id>/discard")
@@ -282,7 +278,8 @@ def discard_session(session_id: int):
     found = current_scope().writable_session(session_id)
     return _discard(found, found.course.client,
                     url_for(".course", course_id=found.course_id),
-                    url_for(".therapy_session", session_id=found.id), "Session discarded.")
+                    url_for(".therapy_session", session_id=found.id),
+                    _("Session discarded."))
 
 
 @bp.post("/courses/<int:course_id>/discard")
@@ -290,7 +287,7 @@ def discard_course(course_id: int):
     """Discard a course that holds nothing signed, with its sessions and drafts."""
     found = current_scope().writable_course(course_id)
     return _discard(found, found.client, url_for(".client", client_id=found.client_id),
-                    url_for(".course", course_id=found.id), "Course discarded.")
+                    url_for(".course", course_id=found.id), _("Course discarded."))
 
 
 def _discard(obj, client: Client, done_url: str, here_url: str, message: str):
@@ -301,6 +298,6 @@ def _discard(obj, client: Client, done_url: str, here_url: str, message: str):
         flash(str(exc), "error")
         return redirect(here_url)
     db.session.commit()
-    flash(f"{message} An administrator can restore it within {discard.KEEP_DAYS} days.",
-          "success")
+    flash(_("%(done)s An administrator can restore it within %(days)s days.", done=message,
+            days=discard.KEEP_DAYS), "success")
     return redirect(done_url)

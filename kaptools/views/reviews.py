@@ -19,6 +19,7 @@ from sqlalchemy import select
 from .. import notes, reviews
 from ..extensions import db
 from ..forms import CommentForm, ReviewFilterForm
+from ..i18n import _
 from ..modality import get_registry
 from ..modality.answers import compute_scores
 from ..models import Review, ReviewStatus, User
@@ -46,9 +47,9 @@ def submit(note_id: int):
         flash(str(exc), "error")
         return redirect(url_for("notes.note", note_id=note.id))
     db.session.commit()
-    flash("Sent for review. If your supervisor returns it, it is listed on your start page "
-          "under \u201cReturned by your supervisor\u201d, with the comments next to the fields.",
-          "success")
+    flash(_("Sent for review. If your supervisor returns it, it is listed on your start page "
+            "under \u201cReturned by your supervisor\u201d, with the comments next to the "
+            "fields."), "success")
     return redirect(url_for("notes.note", note_id=note.id))
 
 
@@ -63,10 +64,11 @@ def queue():
     args = request.args.copy()
     args.setdefault("status", ReviewStatus.SUBMITTED.value)
     form = ReviewFilterForm(formdata=args)
-    form.supervisee.choices = [("", "All")] + [(str(u.id), u.display_name) for u in supervisees]
-    form.status.choices = [(ReviewStatus.SUBMITTED.value, "Waiting for review")] + \
+    form.supervisee.choices = [("", _("All"))] + [(str(u.id), u.display_name)
+                                                 for u in supervisees]
+    form.status.choices = [(ReviewStatus.SUBMITTED.value, _("Waiting for review"))] + \
         [(s.value, s.value) for s in ReviewStatus if s != ReviewStatus.SUBMITTED] + \
-        [("", "All")]
+        [("", _("All"))]
     valid = form.validate()
     filters = reviews.QueueFilter(
         supervisee_id=int(form.supervisee.data) if valid and form.supervisee.data else None,
@@ -115,7 +117,7 @@ def add_comment(review_id: int):
     # JavaScript the form posts as usual and the page comes back.
     inline = request.accept_mimetypes.best == "application/json"
     if not form.validate_on_submit():
-        messages = " ".join(m for errors in form.errors.values() for m in errors)
+        messages = " ".join(str(m) for errors in form.errors.values() for m in errors)
         if inline:
             return jsonify(ok=False, message=messages), 422
         return _render_review(found, {"key": key, "body": form.body.data or "",
@@ -132,8 +134,8 @@ def add_comment(review_id: int):
     db.session.commit()
     if inline:
         item = get_template_attribute("reviews/_comments.html", "comment_item")
-        return jsonify(ok=True, key=key, html=str(item(added)), message="Comment added.")
-    flash("Comment added.", "success")
+        return jsonify(ok=True, key=key, html=str(item(added)), message=_("Comment added."))
+    flash(_("Comment added."), "success")
     return redirect(url_for(".review", review_id=found.id) + "#comments")
 
 
@@ -150,8 +152,8 @@ def decide(review_id: int, action: str):
         flash(str(exc), "error")
         return redirect(url_for(".review", review_id=found.id))
     db.session.commit()
-    flash({"return": "Returned to the therapist for revision.", "approve": "Approved.",
-           "cosign": "Co-signed."}[action], "success")
+    flash({"return": _("Returned to the therapist for revision."), "approve": _("Approved."),
+           "cosign": _("Co-signed.")}[action], "success")
     return redirect(url_for(".queue"))
 
 
@@ -188,5 +190,5 @@ def submit_course(course_id: int):
         flash(str(exc), "error")
         return redirect(url_for("records.course", course_id=course.id))
     db.session.commit()
-    flash("Course summary sent for review.", "success")
+    flash(_("Course summary sent for review."), "success")
     return redirect(url_for("records.course", course_id=course.id))

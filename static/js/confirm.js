@@ -7,6 +7,7 @@
   "use strict";
   var dialog = null;
   var pending = null;
+  var t = window.kaptoolsWords.t;  /* the clinic's words (static/js/words.js) */
 
   function build() {
     dialog = document.createElement("dialog");
@@ -15,7 +16,8 @@
     dialog.setAttribute("aria-describedby", "confirm-text");
     dialog.innerHTML = '<h2 id="confirm-title"></h2><p id="confirm-text"></p>' +
       '<div class="actions"><button type="button" class="primary" data-confirm-yes></button>' +
-      '<button type="button" data-confirm-no>Cancel</button></div>';
+      '<button type="button" data-confirm-no></button></div>';
+    dialog.querySelector("[data-confirm-no]").textContent = t("Cancel");
     document.body.appendChild(dialog);
     dialog.querySelector("[data-confirm-no]").addEventListener("click", function () {
       dialog.close("cancel");
@@ -50,7 +52,7 @@
     var label = button.textContent.trim();
     pending = { form: event.target, button: button };
     dialog.querySelector("#confirm-title").textContent =
-      button.getAttribute("data-confirm-title") || label + "?";
+      button.getAttribute("data-confirm-title") || t("%(action)s?", { action: label });
     dialog.querySelector("#confirm-text").textContent = button.getAttribute("data-confirm");
     dialog.querySelector("[data-confirm-yes]").textContent =
       button.getAttribute("data-confirm-action") || label;

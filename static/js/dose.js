@@ -5,6 +5,8 @@
   var out = document.querySelector("[data-dose-both]");
   if (!out) { return; }
   var hint = out.getAttribute("data-hint");
+  /* The same sentences the server writes (kaptools/dosing.py), in the clinic's words. */
+  var t = window.kaptoolsWords.t;
 
   function number(id) {
     var el = document.getElementById(id);
@@ -21,11 +23,11 @@
     if (!isFinite(dose) || !isFinite(weight) || weight <= 0 || !unit) {
       out.textContent = hint;
     } else if (unit === "mg") {
-      out.textContent = fmt(dose, 2) + " mg = " + fmt(dose / weight, 2) + " mg/kg at " +
-        fmt(weight, 1) + " kg";
+      out.textContent = t("%(dose)s mg = %(per_kg)s mg/kg at %(weight)s kg",
+        { dose: fmt(dose, 2), per_kg: fmt(dose / weight, 2), weight: fmt(weight, 1) });
     } else {
-      out.textContent = fmt(dose, 2) + " mg/kg = " + fmt(dose * weight, 1) + " mg at " +
-        fmt(weight, 1) + " kg";
+      out.textContent = t("%(per_kg)s mg/kg = %(dose)s mg at %(weight)s kg",
+        { per_kg: fmt(dose, 2), dose: fmt(dose * weight, 1), weight: fmt(weight, 1) });
     }
   }
   document.addEventListener("input", update);

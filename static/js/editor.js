@@ -4,6 +4,8 @@
   "use strict";
   document.documentElement.classList.add("js");
 
+  var t = window.kaptoolsWords.t;  /* the clinic's words (static/js/words.js) */
+
   /* A tab keeps what it sent until the server confirms the save landed: then (on the
      editor, or on the signed note) the page names the editor whose save it was. */
   function readStash(key) {
@@ -91,7 +93,10 @@
     });
     rowsOf(group).forEach(function (row, index) {
       var title = row.querySelector(":scope > .row-head > .row-title");
-      if (title) { title.textContent = group.getAttribute("data-item-label") + " " + (index + 1); }
+      if (title) {
+        title.textContent = t("%(item)s %(number)s",
+                              { item: group.getAttribute("data-item-label"), number: index + 1 });
+      }
     });
     var max = parseInt(group.getAttribute("data-max") || "50", 10);
     var add = group.querySelector(":scope > .add-row");
@@ -112,9 +117,9 @@
     var tools = row.querySelector(":scope > .row-head > [data-row-tools]");
     if (!tools || tools.childElementCount) { return; }
     var label = group.getAttribute("data-item-label");
-    tools.appendChild(rowButton("↑", "up", "Move " + label + " up"));
-    tools.appendChild(rowButton("↓", "down", "Move " + label + " down"));
-    tools.appendChild(rowButton("Remove", "remove", "Remove this " + label.toLowerCase()));
+    tools.appendChild(rowButton("↑", "up", t("Move %(label)s up", { label: label })));
+    tools.appendChild(rowButton("↓", "down", t("Move %(label)s down", { label: label })));
+    tools.appendChild(rowButton(t("Remove"), "remove", t("Remove this %(label)s", { label: label.toLowerCase() })));
   }
 
   function isBlank(row) {
@@ -139,7 +144,7 @@
   }
 
   function setupGroup(group) {
-    var label = group.getAttribute("data-item-label") || "row";
+    var label = group.getAttribute("data-item-label") || t("row");
     var rows = group.querySelector(":scope > .rows");
     // The spare empty row the server adds for editing without JavaScript is not needed
     // once there are rows to show (an empty group keeps one, ready to type into).
@@ -152,7 +157,7 @@
     var add = document.createElement("button");
     add.type = "button";
     add.className = "add-row";
-    add.textContent = "Add " + label.toLowerCase();
+    add.textContent = t("Add %(label)s", { label: label.toLowerCase() });
     group.appendChild(add);
     add.addEventListener("click", function () {
       var row = blankRow(group);
@@ -239,7 +244,7 @@
     var button = document.createElement("button");
     button.type = "button";
     button.className = "preview-toggle";
-    button.textContent = "Preview";
+    button.textContent = t("Preview");
     button.setAttribute("aria-expanded", "false");
     var panel = document.createElement("div");
     panel.className = "md-preview";
@@ -250,7 +255,7 @@
     button.addEventListener("click", function () {
       if (!panel.hidden) {
         panel.hidden = true; textarea.hidden = false;
-        button.textContent = "Preview"; button.setAttribute("aria-expanded", "false");
+        button.textContent = t("Preview"); button.setAttribute("aria-expanded", "false");
         textarea.focus();
         return;
       }
@@ -262,10 +267,15 @@
         headers: { "X-CSRFToken": csrfToken() }
       }).then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
         .then(function (data) {
-          panel.innerHTML = data.html || "<p><em>Nothing written yet.</em></p>"; // sanitised by the server
+          if (data.html) {
+            panel.innerHTML = data.html;  // sanitised by the server
+          } else {
+            panel.innerHTML = "<p><em></em></p>";
+            panel.querySelector("em").textContent = t("Nothing written yet.");
+          }
           panel.hidden = false; textarea.hidden = true;
-          button.textContent = "Edit"; button.setAttribute("aria-expanded", "true");
-        }).catch(function () { say("Preview is not available right now.", "warn"); });
+          button.textContent = t("Edit"); button.setAttribute("aria-expanded", "true");
+        }).catch(function () { say(t("Preview is not available right now."), "warn"); });
     });
   }
 
@@ -293,7 +303,7 @@
     timer = null;
     if (inFlight) { again = true; return; }
     inFlight = true;
-    say("Saving…", "busy");
+    say(t("Saving…"), "busy");
     fetch(form.getAttribute("data-autosave-url"), {
       method: "POST", body: formBody(), credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken(), "X-Requested-With": "fetch" }
@@ -305,23 +315,24 @@
         dirty = false;
         sessionStorage.removeItem(stashKey);
         // The time as the clinic's pages show it (its time zone), not this device's.
-        say("Autosaved " + (res.data.saved_at_shown ||
-            new Date(res.data.saved_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })) +
-            (res.data.conflict ? " — the note was saved elsewhere; you will be asked which version to keep" : ""), "ok");
+        var time = res.data.saved_at_shown ||
+            new Date(res.data.saved_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        say(t(res.data.conflict ? "Autosaved %(time)s — the note was saved elsewhere; you will be asked which version to keep"
+                                : "Autosaved %(time)s", { time: time }), "ok");
       } else if (res.status === 503) {
         stash();
-        say(res.data.message || "Not saved yet; retrying…", "warn");
+        say(res.data.message || t("Not saved yet; retrying…"), "warn");
         schedule(10000);
       } else {
-        say(res.data.message || "Not saved.", "warn");
+        say(res.data.message || t("Not saved."), "warn");
       }
     }).catch(function (err) {
       stash();
       if (err && err.message === "signed-out") {
-        say("You were signed out. Your text is kept in this tab: sign in again and it will be restored.", "warn");
+        say(t("You were signed out. Your text is kept in this tab: sign in again and it will be restored."), "warn");
         showSignIn();
       } else {
-        say("Not saved yet (connection problem). Your text is kept in this tab; retrying…", "warn");
+        say(t("Not saved yet (connection problem). Your text is kept in this tab; retrying…"), "warn");
         schedule(10000);
       }
     }).then(function () {
@@ -336,7 +347,7 @@
     link.id = "signin-again";
     link.className = "button primary";
     link.href = "/login?next=" + encodeURIComponent(location.pathname);
-    link.textContent = "Sign in again";
+    link.textContent = t("Sign in again");
     stateEl.parentNode.appendChild(link);
   }
 
@@ -357,7 +368,7 @@
   }
 
   function itemsOf(group) {
-    var label = group.getAttribute("data-item-label") || "Item";
+    var label = group.getAttribute("data-item-label") || t("Item");
     var titleKey = group.getAttribute("data-item-title");
     var out = [];
     rowsOf(group).forEach(function (row, index) {
@@ -394,7 +405,7 @@
   function changed() {
     refreshRefs();
     dirty = true;
-    say("Unsaved changes", "dirty");
+    say(t("Unsaved changes"), "dirty");
     stash();
     schedule(AUTOSAVE_DELAY);
   }
@@ -418,13 +429,13 @@
     var body = new FormData();
     kept.pairs.forEach(function (p) { if (p[0] !== "csrf_token") { body.append(p[0], p[1]); } });
     body.append("csrf_token", csrfToken());
-    say("Restoring the text you typed before signing in…", "busy");
+    say(t("Restoring the text you typed before signing in…"), "busy");
     fetch(form.getAttribute("data-autosave-url"), {
       method: "POST", body: body, credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken() }
     }).then(function (r) {
       if (r.ok) { sessionStorage.removeItem(stashKey); location.reload(); }
-      else { say("Could not restore the earlier text.", "warn"); }
+      else { say(t("Could not restore the earlier text."), "warn"); }
     });
     return true;
   }
@@ -439,10 +450,10 @@
     // and losing the messages next to the fields.
     sessionStorage.removeItem(stashKey);
     dirty = true;
-    say("Not saved yet", "dirty");
+    say(t("Not saved yet"), "dirty");
     schedule(AUTOSAVE_DELAY);
   } else if (!form.hasAttribute("data-no-autosave") && !restoreStash()) {
-    say(document.querySelector("[data-restored]") ? "Unsaved changes restored" : "All changes saved", "ok");
+    say(t(document.querySelector("[data-restored]") ? "Unsaved changes restored" : "All changes saved"), "ok");
   }
   form.addEventListener("input", function () { applyVisibility(); changed(); });
   form.addEventListener("change", function () { applyVisibility(); changed(); });

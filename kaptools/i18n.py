@@ -1,0 +1,148 @@
+"""Ready for translation: every word of the product goes through gettext (Flask-Babel).
+
+Templates mark text with ``{{ _("…") }}`` and ``{% trans %}…{% endtrans %}``; Python with
+``gettext`` (``_``) where a request is answered and ``lazy_gettext`` (``_l``) where text is
+defined before any request (form labels, messages of validators). ``make messages``
+extracts them into ``kaptools/translations/messages.pot`` (see README, "Translating").
+
+The language is the clinic's (``CLINIC_LOCALE``, which also sets how dates are written);
+a catalogue ``kaptools/translations/<locale>/LC_MESSAGES/messages.mo``, or one in a folder
+named by ``BABEL_TRANSLATION_DIRECTORIES``, is used when it exists, and English otherwise.
+What is never translated: a template's own questions and options (they are clinical
+content in the clinic's language, and the standard questionnaires keep their verbatim
+wording), and what users typed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from babel import Locale
+from flask import Flask, current_app
+from flask_babel import Babel, gettext, lazy_gettext, ngettext
+from markupsafe import Markup
+
+__all__ = ["N_", "_", "_l", "gettext", "init_app", "lazy_gettext", "ngettext"]
+
+_ = gettext
+_l = lazy_gettext
+
+
+TRANSLATIONS = Path(__file__).parent / "translations"
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "marked, not yet translated"
+    return message
+
+
+def _locale() -> str:
+    return str(current_app.config.get("CLINIC_LOCALE") or "en_GB")
+
+
+def _time_zone() -> str:
+    from .timeutil import viewer_zone
+
+    return viewer_zone().key
+
+
+def html_lang() -> str:
+    """The language of what a page or document says, for ``<html lang>`` (BCP 47): the
+    clinic's when a catalogue for it is installed (or it is English), English otherwise."""
+    from flask_babel import get_translations
+
+    locale = Locale.parse(_locale())
+    if locale.language != "en" and not getattr(get_translations(), "files", None):
+        return "en"
+    return "-".join(part for part in (locale.language, locale.territory) if part)
+
+
+def css_content(message: str, **parts: str) -> Markup:
+    """``message`` translated, as the value of a CSS ``content`` property (running heads
+    and feet of printed pages): its words as CSS strings, each ``%(name)s`` replaced by
+    the CSS given for it (``counter(page)``, ``string(dochash)``). Safe inside
+    ``<style>``: quotes, backslashes and ``<`` are escaped as CSS escapes."""
+    said = gettext(message)
+    pieces = re.split(r"%\((\w+)\)s", said)
+    if any(name not in parts for name in pieces[1::2]):
+        pieces = re.split(r"%\((\w+)\)s", message)  # a broken translation: English
+    out = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            out.append(parts[piece])
+        elif piece:
+            out.append(css_string(piece))
+    return Markup(" ".join(out) or '""')
+
+
+def css_string(text: str) -> Markup:
+    """``text`` as a quoted CSS string, safe inside ``<style>``."""
+    escaped = "".join(c if c.isalnum() or c in " .,:;!?()-–—·'’/%" else f"\\{ord(c):x} "
+                      for c in str(text))
+    return Markup(f'"{escaped}"')
+
+
+def catalogue_version() -> str:
+    """Changes when the catalogue the clinic's words come from changes: a stored PDF is
+    kept under it, so a new translation prints anew ("" while kaptools speaks English).
+    Made from the catalogue this process has loaded (what it prints with), not the file
+    on disk, which may have been replaced since."""
+    from flask_babel import get_translations
+
+    loaded = get_translations()
+    if not getattr(loaded, "files", None):
+        return ""
+    found = getattr(loaded, "_kaptools_version", None)
+    if found is None:
+        entries = sorted((repr(k), repr(v)) for k, v in getattr(loaded, "_catalog", {}).items())
+        found = hashlib.sha256(repr(entries).encode()).hexdigest()
+        loaded._kaptools_version = found
+    return found
+
+
+# The words the page scripts write (static/js): translated here and handed to them in the
+# page (base.html, #kt-words), so one catalogue holds every word. Scripts fill in
+# %(name)s themselves.
+SCRIPT_WORDS = (
+    N_("Move %(label)s up"), N_("Move %(label)s down"), N_("Remove"),
+    N_("Remove this %(label)s"), N_("Add %(label)s"), N_("row"), N_("Item"), N_("Preview"),
+    N_("Edit"), N_("Nothing written yet."), N_("Preview is not available right now."),
+    N_("Autosaved %(time)s"),
+    N_("Autosaved %(time)s — the note was saved elsewhere; you will be asked which version "
+       "to keep"),
+    N_("Not saved yet; retrying…"), N_("Not saved."),
+    N_("You were signed out. Your text is kept in this tab: sign in again and it will be "
+       "restored."),
+    N_("Not saved yet (connection problem). Your text is kept in this tab; retrying…"),
+    N_("Sign in again"), N_("Unsaved changes"),
+    N_("Restoring the text you typed before signing in…"),
+    N_("Could not restore the earlier text."), N_("Not saved yet"),
+    N_("Unsaved changes restored"), N_("All changes saved"), N_("Saving…"),
+    N_("%(item)s %(number)s"),
+    # static/js/confirm.js: a button without its own question asks "<its words>?".
+    N_("Cancel"), N_("%(action)s?"),
+    # static/js/dose.js, the same sentences as kaptools/dosing.py.
+    N_("%(dose)s mg = %(per_kg)s mg/kg at %(weight)s kg"),
+    N_("%(per_kg)s mg/kg = %(dose)s mg at %(weight)s kg"),
+)
+
+
+def script_words() -> dict[str, str]:
+    """English → the clinic's language, for the page scripts (only what differs)."""
+    from flask_babel import get_translations
+
+    if not getattr(get_translations(), "files", None):
+        return {}  # English: nothing to hand over
+    return {word: said for word in SCRIPT_WORDS if (said := gettext(word)) != word}
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    # One Babel per app: it caches catalogues, and two apps (tests, or an app factory
+    # called twice) may read different folders.
+    Babel(app, locale_selector=_locale, timezone_selector=_time_zone)
+    app.jinja_env.globals["html_lang"] = html_lang
+    app.jinja_env.globals["script_words"] = script_words
+    app.jinja_env.globals["css_content"] = css_content
+    app.jinja_env.filters["css_string"] = css_string
