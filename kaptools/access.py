@@ -7,8 +7,8 @@ from the current user. A foreign id and a missing id both answer 404.
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import Select, false, func, or_, select
-from sqlalchemy.orm import defer, joinedload, with_expression
+from sqlalchemy import Select, bindparam, false, func, or_, select
+from sqlalchemy.orm import defer, joinedload, selectinload, with_expression
 
 from .extensions import db
 from .models import Client, Course, Note, Role, SupervisionRelationship, TherapySession, User
@@ -26,20 +26,12 @@ class Scope:
 
     # Who is visible -------------------------------------------------------
     def supervisee_ids(self) -> Select:
-        on = today()
-        return select(SupervisionRelationship.supervisee_id).where(
-            SupervisionRelationship.supervisor_id == self.user.id,
-            SupervisionRelationship.starts_on <= on,
-            or_(SupervisionRelationship.ends_on.is_(None), SupervisionRelationship.ends_on >= on),
-        )
+        return _supervisee_ids(self.user.id, today())
 
     def _visible_clients(self) -> Select:
         if self.user.role == Role.ADMIN or not self.user.active:
             return select(Client).where(false())
-        owned = Client.therapist_id == self.user.id
-        if self.user.role == Role.SUPERVISOR:
-            return select(Client).where(or_(owned, Client.therapist_id.in_(self.supervisee_ids())))
-        return select(Client).where(owned)
+        return select(Client).where(_visible(self.user.role, self.user.id, today()))
 
     # Lists (each one query, whatever their length) --------------------------------
     def visible_client_ids(self) -> Select:
@@ -88,8 +80,16 @@ class Scope:
     # Single objects (404 unless visible) ------------------------------------
     # ``options`` are loader options: what the page will show, loaded with the object.
     def client(self, client_id: int, *options) -> Client:
+        if not options and (prepared := self._prepared(_CLIENT)) is not None:
+            return _one_or_404(prepared[0], {**prepared[1], "object_id": client_id})
         query = self._visible_clients().where(Client.id == client_id).options(*options)
         return _one_or_404(query)
+
+    def client_with_courses(self, client_id: int) -> Client:
+        """A client with their therapist and courses (the client's page)."""
+        if (prepared := self._prepared(_CLIENT_WITH_COURSES)) is not None:
+            return _one_or_404(prepared[0], {**prepared[1], "object_id": client_id})
+        return self.client(client_id, *_WITH_COURSES)
 
     def course(self, course_id: int, *options) -> Course:
         query = select(Course).where(Course.id == course_id,
@@ -107,6 +107,8 @@ class Scope:
         return _one_or_404(query)
 
     def note(self, note_id: int, *options) -> Note:
+        if not options and (prepared := self._prepared(_NOTE)) is not None:
+            return _one_or_404(prepared[0], {**prepared[1], "object_id": note_id})
         query = (
             select(Note)
             .join(TherapySession)
@@ -116,6 +118,13 @@ class Scope:
                      .joinedload(Course.client), *options)
         )
         return _one_or_404(query)
+
+    def _prepared(self, statements: dict[str, Select]) -> tuple[Select, dict] | None:
+        """The statement built once for this user's role, and its parameters (None for
+        an administrator or a deactivated account: they see no client)."""
+        if not self.user.active or self.user.role not in statements:
+            return None
+        return statements[self.user.role], {"scope_user": self.user.id, "scope_day": today()}
 
     # Write access ---------------------------------------------------------
     def owns(self, client: Client) -> bool:
@@ -147,8 +156,44 @@ class Scope:
             abort(403)
 
 
-def _one_or_404(query: Select):
-    found = db.session.scalar(query)
+def _supervisee_ids(supervisor_id, on) -> Select:
+    """Who ``supervisor_id`` supervises on the day ``on`` (values or bound parameters)."""
+    return select(SupervisionRelationship.supervisee_id).where(
+        SupervisionRelationship.supervisor_id == supervisor_id,
+        SupervisionRelationship.starts_on <= on,
+        or_(SupervisionRelationship.ends_on.is_(None), SupervisionRelationship.ends_on >= on),
+    )
+
+
+def _visible(role: str, user_id, on):
+    """The clients a therapist or supervisor sees (values or bound parameters)."""
+    owned = Client.therapist_id == user_id
+    if role == Role.SUPERVISOR:
+        return or_(owned, Client.therapist_id.in_(_supervisee_ids(user_id, on)))
+    return owned
+
+
+def _by_role(build) -> dict[str, Select]:
+    """``build(which clients are visible)`` for each role that sees clients, built once,
+    with the user and the day as parameters: the lookups every record page starts with."""
+    user, on = bindparam("scope_user"), bindparam("scope_day")
+    return {role: build(_visible(role, user, on)) for role in (Role.THERAPIST, Role.SUPERVISOR)}
+
+
+_CLIENT = _by_role(lambda visible: select(Client).where(visible,
+                                                        Client.id == bindparam("object_id")))
+_WITH_COURSES = (joinedload(Client.therapist), selectinload(Client.courses))
+_CLIENT_WITH_COURSES = {role: query.options(*_WITH_COURSES) for role, query in _CLIENT.items()}
+_NOTE = _by_role(lambda visible: (
+    select(Note).join(TherapySession).join(Course)
+    .where(Note.id == bindparam("object_id"),
+           Course.client_id.in_(select(Client.id).where(visible)))
+    .options(joinedload(Note.session).joinedload(TherapySession.course)
+             .joinedload(Course.client))))
+
+
+def _one_or_404(query: Select, params: dict | None = None):
+    found = db.session.scalar(query, params)
     if found is None:
         abort(404)
     return found

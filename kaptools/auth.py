@@ -8,7 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, session
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
@@ -44,12 +44,14 @@ def end_all_sessions(user: User) -> None:
     db.session.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
 
 
+# Built once: every request starts with it.
+_SESSION_BY_TOKEN = (select(AuthSession).where(AuthSession.token_hash == bindparam("token_hash"))
+                     .options(joinedload(AuthSession.user)))
+
+
 def load_session_user(token: str) -> User | None:
     """Return the user of a live session token, or None when absent or expired."""
-    auth = db.session.scalar(
-        select(AuthSession).where(AuthSession.token_hash == _token_hash(token))
-        .options(joinedload(AuthSession.user))
-    )
+    auth = db.session.scalar(_SESSION_BY_TOKEN, {"token_hash": _token_hash(token)})
     if auth is None:
         return None
     now = utcnow()

@@ -38,7 +38,9 @@ DEFAULTS: dict[str, object] = {
     # Pages send no Referer (Referrer-Policy: no-referrer), so Flask-WTF's HTTPS referrer
     # check would refuse every form; the token plus SameSite cookies carry the protection.
     "WTF_CSRF_SSL_STRICT": False,
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # PostgreSQL connections are checked before use when they have been idle (see
+    # kaptools/database.py, ``_ping_if_idle``), not before every request.
+    "SQLALCHEMY_ENGINE_OPTIONS": {},
     # How long a statement may wait for a lock, and run at all, before the request gives
     # up with a 503 that keeps what was typed (PostgreSQL settings; on SQLite the lock
     # wait is the busy timeout and long statements are interrupted).

@@ -4,6 +4,9 @@ signed records. Installed by the migrations and whenever tables are created.
 Version 1 (migration 0003): the audit log, signed notes. Version 2 (migration 0004):
 signatures and addenda are append-only, a signed note's private notes are frozen, and
 TRUNCATE (which skips row triggers on PostgreSQL) is refused on every guarded table.
+Version 3 (migration 0012): the audit chain's row follows its newest event (its hash and
+the number of events), so a writer takes the chain's lock and reads its head in one
+statement.
 """
 
 from __future__ import annotations
@@ -139,14 +142,35 @@ DROP_POSTGRESQL = ["DROP TRIGGER IF EXISTS audit_event_append_only ON audit_even
                    "DROP FUNCTION IF EXISTS kaptools_audit_append_only()",
                    "DROP FUNCTION IF EXISTS kaptools_note_immutable()"]
 
+# The head moves with every insert, in the inserting transaction (which holds the chain's
+# lock when it comes through ``audit.record``).
+SQLITE_V3 = [
+    """CREATE TRIGGER IF NOT EXISTS audit_event_head AFTER INSERT ON audit_event
+       BEGIN UPDATE audit_chain SET head_hash = NEW.hash, events = events + 1 WHERE id = 1;
+       END""",
+]
+POSTGRESQL_V3 = [
+    """CREATE OR REPLACE FUNCTION kaptools_audit_head() RETURNS trigger AS $$
+       BEGIN UPDATE audit_chain SET head_hash = NEW.hash, events = events + 1 WHERE id = 1;
+       RETURN NULL; END; $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS audit_event_head ON audit_event",
+    """CREATE TRIGGER audit_event_head AFTER INSERT ON audit_event
+       FOR EACH ROW EXECUTE FUNCTION kaptools_audit_head()""",
+]
+DROP_SQLITE_V3 = ["DROP TRIGGER IF EXISTS audit_event_head"]
+DROP_POSTGRESQL_V3 = ["DROP TRIGGER IF EXISTS audit_event_head ON audit_event",
+                      "DROP FUNCTION IF EXISTS kaptools_audit_head()"]
+
 
 _BY_VERSION = {
     ("sqlite", 1): (SQLITE, DROP_SQLITE),
     ("postgresql", 1): (POSTGRESQL, DROP_POSTGRESQL),
     ("sqlite", 2): (SQLITE_V2, DROP_SQLITE_V2),
     ("postgresql", 2): (POSTGRESQL_V2, DROP_POSTGRESQL_V2),
+    ("sqlite", 3): (SQLITE_V3, DROP_SQLITE_V3),
+    ("postgresql", 3): (POSTGRESQL_V3, DROP_POSTGRESQL_V3),
 }
-LATEST = 2
+LATEST = 3
 
 
 def statements(dialect: str, drop: bool = False, version: int | None = None) -> list[str]:

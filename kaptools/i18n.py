@@ -20,14 +20,33 @@ import re
 from pathlib import Path
 
 from babel import Locale
-from flask import Flask, current_app
-from flask_babel import Babel, gettext, lazy_gettext, ngettext
+from flask import Flask, current_app, g
+from flask_babel import Babel, get_translations, gettext, lazy_gettext, ngettext
 from markupsafe import Markup
 
 __all__ = ["N_", "_", "_l", "gettext", "init_app", "lazy_gettext", "ngettext"]
 
-_ = gettext
 _l = lazy_gettext
+
+
+def _translations():
+    """The clinic's catalogue, looked up once per request (or app context) rather than
+    on every message: a page says some thirty of them."""
+    try:
+        return g._kaptools_translations
+    except AttributeError:
+        pass
+    except RuntimeError:  # no app context: flask-babel answers with no translations
+        return get_translations()
+    found = g._kaptools_translations = get_translations()
+    return found
+
+
+def _(message: str, **variables) -> str:
+    """``message`` in the clinic's language, with ``%(name)s`` filled from ``variables``
+    (flask-babel's ``gettext``, with its catalogue looked up once per request)."""
+    said = _translations().ugettext(message)
+    return said % variables if variables else said
 
 
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -50,10 +69,8 @@ def _time_zone() -> str:
 def html_lang() -> str:
     """The language of what a page or document says, for ``<html lang>`` (BCP 47): the
     clinic's when a catalogue for it is installed (or it is English), English otherwise."""
-    from flask_babel import get_translations
-
     locale = Locale.parse(_locale())
-    if locale.language != "en" and not getattr(get_translations(), "files", None):
+    if locale.language != "en" and not getattr(_translations(), "files", None):
         return "en"
     return "-".join(part for part in (locale.language, locale.territory) if part)
 
@@ -88,9 +105,7 @@ def catalogue_version() -> str:
     kept under it, so a new translation prints anew ("" while kaptools speaks English).
     Made from the catalogue this process has loaded (what it prints with), not the file
     on disk, which may have been replaced since."""
-    from flask_babel import get_translations
-
-    loaded = get_translations()
+    loaded = _translations()
     if not getattr(loaded, "files", None):
         return ""
     found = getattr(loaded, "_kaptools_version", None)
@@ -130,9 +145,7 @@ SCRIPT_WORDS = (
 
 def script_words() -> dict[str, str]:
     """English → the clinic's language, for the page scripts (only what differs)."""
-    from flask_babel import get_translations
-
-    if not getattr(get_translations(), "files", None):
+    if not getattr(_translations(), "files", None):
         return {}  # English: nothing to hand over
     return {word: said for word in SCRIPT_WORDS if (said := gettext(word)) != word}
 
@@ -142,6 +155,13 @@ def init_app(app: Flask) -> None:
     # One Babel per app: it caches catalogues, and two apps (tests, or an app factory
     # called twice) may read different folders.
     Babel(app, locale_selector=_locale, timezone_selector=_time_zone)
+    # Templates say many messages: each looks the catalogue up once per request.
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+        newstyle=True)
     app.jinja_env.globals["html_lang"] = html_lang
     app.jinja_env.globals["script_words"] = script_words
     app.jinja_env.globals["css_content"] = css_content

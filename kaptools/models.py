@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import (
@@ -36,6 +38,8 @@ from sqlalchemy.orm import (
 from .extensions import db
 from .timeutil import UTCDateTime, utcnow
 
+# The link before the audit trail's first event.
+GENESIS_HASH = "0" * 64
 
 class Role(enum.StrEnum):
     THERAPIST = "therapist"
@@ -227,8 +231,20 @@ def _hide_discarded(state) -> None:
     unless the query asks for them with ``execution_options(include_discarded=True)``."""
     if state.is_select and not state.is_column_load and not state.is_relationship_load \
             and not state.execution_options.get("include_discarded", False):
-        state.statement = state.statement.options(with_loader_criteria(
-            Discardable, lambda cls: cls.discarded_at.is_(None), include_aliases=True))
+        statement = state.statement
+        try:
+            state.statement = _LIVE_ONLY_STATEMENTS[statement]
+        except KeyError:
+            state.statement = _LIVE_ONLY_STATEMENTS[statement] = statement.options(_LIVE_ONLY)
+        except TypeError:  # not weakly referable: a statement made for this query alone
+            state.statement = statement.options(_LIVE_ONLY)
+
+
+_LIVE_ONLY = with_loader_criteria(Discardable, lambda cls: cls.discarded_at.is_(None),
+                                  include_aliases=True)
+# A statement built once and run on every request (the busiest pages' selects) gets its
+# criteria once, and keeps the cache key SQLAlchemy worked out for it.
+_LIVE_ONLY_STATEMENTS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 class Course(Discardable, db.Model):
@@ -281,8 +297,11 @@ class Note(Discardable, db.Model):
 
     __tablename__ = "note"
     __table_args__ = (_enum_check("state", NoteState, "ck_note_state"),
-                      # A therapist's drafts, oldest first (the start page).
-                      Index("ix_note_author_state_updated", "author_id", "state", "updated_at"),
+                      # A therapist's drafts, oldest first, and how many (the start page):
+                      # only notes in use, so counting them never visits the table.
+                      Index("ix_note_author_state_live", "author_id", "state", "updated_at",
+                            sqlite_where=text("discarded_at IS NULL"),
+                            postgresql_where=text("discarded_at IS NULL")),
                       # Outcome measures of a course, without reading any other note.
                       Index("ix_note_session_modality", "session_id", "modality"))
 
@@ -507,6 +526,10 @@ class AuditChain(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     events: Mapped[int] = mapped_column(Integer, default=0)
+    # The newest event's hash, moved on by a trigger on every insert (``guards``, v3), so
+    # a writer takes the lock and reads the head in one statement.
+    head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH,
+                                           server_default=GENESIS_HASH)
 
 
 class AuditEvent(db.Model):

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from werkzeug.datastructures import MultiDict
 
 from . import audit
@@ -202,10 +202,15 @@ def pending_autosaves(note: Note, user: User) -> list[PendingAutosave]:
     """This user's kept editor states for a draft, newest first."""
     if note.state != NoteState.DRAFT:
         return []
-    rows = db.session.scalars(select(NoteAutosave).where(NoteAutosave.note_id == note.id,
-                                                         NoteAutosave.user_id == user.id)
-                              .order_by(NoteAutosave.saved_at.desc(), NoteAutosave.id.desc()))
+    rows = db.session.scalars(_AUTOSAVES, {"note_id": note.id, "user_id": user.id})
     return [_pending(row) for row in rows]
+
+
+# Built once: the editor asks for it on every request.
+_AUTOSAVES = (select(NoteAutosave)
+              .where(NoteAutosave.note_id == bindparam("note_id"),
+                     NoteAutosave.user_id == bindparam("user_id"))
+              .order_by(NoteAutosave.saved_at.desc(), NoteAutosave.id.desc()))
 
 
 def discard_autosave(note: Note, editor_id: str | None = None) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import defer, joinedload, selectinload
 
 from . import audit
@@ -40,13 +40,17 @@ class ReviewError(Exception):
 
 def current_relationships(supervisee: User, on: date | None = None
                           ) -> list[SupervisionRelationship]:
-    on = on or today()
-    rels = db.session.scalars(select(SupervisionRelationship).where(
-        SupervisionRelationship.supervisee_id == supervisee.id,
-        SupervisionRelationship.starts_on <= on,
-        or_(SupervisionRelationship.ends_on.is_(None), SupervisionRelationship.ends_on >= on))
-        .options(joinedload(SupervisionRelationship.supervisor)))
-    return list(rels)
+    return list(db.session.scalars(_RELATIONSHIPS_ON, {"supervisee": supervisee.id,
+                                                       "on": on or today()}))
+
+
+# Built once: the note pages ask for it on every request.
+_RELATIONSHIPS_ON = select(SupervisionRelationship).where(
+    SupervisionRelationship.supervisee_id == bindparam("supervisee"),
+    SupervisionRelationship.starts_on <= bindparam("on"),
+    or_(SupervisionRelationship.ends_on.is_(None),
+        SupervisionRelationship.ends_on >= bindparam("on"))
+).options(joinedload(SupervisionRelationship.supervisor))
 
 
 def current_supervisors(supervisee: User,
@@ -68,8 +72,11 @@ def needs_approval_before_signing(author: User,
 
 
 def note_reviews(note: Note) -> list[Review]:
-    return list(db.session.scalars(select(Review).where(Review.note_id == note.id)
-                                   .order_by(Review.round, Review.id)))
+    return list(db.session.scalars(_NOTE_REVIEWS, {"note_id": note.id}))
+
+
+_NOTE_REVIEWS = (select(Review).where(Review.note_id == bindparam("note_id"))
+                 .order_by(Review.round, Review.id))
 
 
 def sign_blocker(note: Note, author: User,

@@ -189,11 +189,12 @@ def _after_insert(report: ImportReport) -> None:
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
                     f"coalesce(max(id), 1), max(id) IS NOT NULL) FROM {table.name}"))
     events = db.session.scalar(select(func.count(AuditEvent.id))) or 0
+    head = audit.newest_hash()
     chain = db.session.get(AuditChain, 1)
     if chain is None:
-        db.session.add(AuditChain(id=1, events=events))
+        db.session.add(AuditChain(id=1, events=events, head_hash=head))
     else:
-        chain.events = events
+        chain.events, chain.head_hash = events, head
     db.session.flush()
     bad = []
     signed = db.session.scalars(select(Note).where(Note.content_hash.is_not(None))

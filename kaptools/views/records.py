@@ -82,8 +82,7 @@ def new_client():
 def client(client_id: int):
     """Show a client: each course at a glance, with its outcome measures."""
     scope = current_scope()
-    found = scope.client(client_id, joinedload(Client.therapist),
-                         selectinload(Client.courses))
+    found = scope.client_with_courses(client_id)
     course_ids = [c.id for c in found.courses]
     overview = course_overviews(course_ids)
     points_by_course = outcomes.courses_outcomes(course_ids)

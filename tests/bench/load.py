@@ -55,9 +55,9 @@ THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 RENDERS = os.environ.get("BENCH_RENDERS", "1") != "0"
 
 
-def schema_url() -> str:
+def schema_url(schema: str = SCHEMA) -> str:
     sep = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{sep}options=-csearch_path%3D{SCHEMA}"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
 
 
 def free_port() -> int:
@@ -70,6 +70,40 @@ def free_port() -> int:
 # The data
 
 
+def _build(instance: Path, schema: str) -> None:
+    """The demo, three long courses and enough notes for NOTES, in `schema`."""
+    from sqlalchemy import func, select, text
+
+    from kaptools import create_app
+    from kaptools.extensions import db
+    from kaptools.models import Note, User
+
+    app = create_app({"DATABASE_URL": schema_url(schema), "INSTANCE_PATH": str(instance),
+                      "SECRET_KEY": SECRET, "ARGON2_TIME_COST": 1,
+                      "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_PARALLELISM": 1})
+    with app.app_context():
+        from kaptools.cli import upgrade_database
+        from kaptools.demo import load_demo
+        from tests.bench.data import grow, make_course
+
+        upgrade_database()
+        started = time.monotonic()
+        print(f"  building the benchmark database in schema {schema} (once) ...", flush=True)
+        load_demo()
+        maya = db.session.scalar(select(User).where(User.username == "maya"))
+        tomas = db.session.scalar(select(User).where(User.username == "tomas"))
+        make_course(maya, 100, "KT-LONG-A")
+        make_course(tomas, 100, "KT-LONG-B")
+        make_course(maya, 160, "KT-LONGEST")
+        have = db.session.scalar(select(func.count(Note.id)))
+        grow(NOTES - have, therapists=20, clients=200, sessions_per_course=11)
+        print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
+        db.session.remove()
+        with db.engine.connect() as conn:  # as autovacuum would, after a bulk load
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+        db.engine.dispose()
+
+
 def build_data(instance: Path) -> dict:
     """The benchmark database (built once per size and reused); what the pages need."""
     from sqlalchemy import create_engine, func, select, text
@@ -80,6 +114,7 @@ def build_data(instance: Path) -> dict:
 
     admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
                           isolation_level="AUTOCOMMIT")
+    building = f"{SCHEMA}_building"
     with admin.connect() as conn:
         exists = conn.execute(text("SELECT 1 FROM information_schema.schemata WHERE "
                                    "schema_name = :s"), {"s": SCHEMA}).scalar()
@@ -87,7 +122,14 @@ def build_data(instance: Path) -> dict:
             conn.execute(text(f'DROP SCHEMA "{SCHEMA}" CASCADE'))
             exists = False
         if not exists:
-            conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
+            # A build is made in a schema of its own and renamed only when complete, so an
+            # interrupted build is started again from nothing, never topped up.
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{building}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{building}"'))
+    if not exists:
+        _build(instance, building)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER SCHEMA "{building}" RENAME TO "{SCHEMA}"'))
     admin.dispose()
     app = create_app({"DATABASE_URL": schema_url(), "INSTANCE_PATH": str(instance),
                       "SECRET_KEY": SECRET, "ARGON2_TIME_COST": 1,
@@ -95,28 +137,7 @@ def build_data(instance: Path) -> dict:
     with app.app_context():
         from kaptools.cli import upgrade_database
 
-        upgrade_database()
-        count = db.session.scalar(select(func.count(Note.id)))
-        if count < NOTES:
-            from kaptools.demo import load_demo
-            from tests.bench.data import grow, make_course
-
-            started = time.monotonic()
-            print(f"  building the benchmark database in schema {SCHEMA} (once) ...",
-                  flush=True)
-            load_demo()
-            maya = db.session.scalar(select(User).where(User.username == "maya"))
-            tomas = db.session.scalar(select(User).where(User.username == "tomas"))
-            make_course(maya, 100, "KT-LONG-A")
-            make_course(tomas, 100, "KT-LONG-B")
-            make_course(maya, 160, "KT-LONGEST")
-            have = db.session.scalar(select(func.count(Note.id)))
-            grow(NOTES - have, therapists=20, clients=200, sessions_per_course=11)
-            print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
-            db.session.remove()
-            with db.engine.connect() as conn:  # as autovacuum would, after a bulk load
-                conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                    text("VACUUM ANALYZE"))
+        upgrade_database()  # a database built by an older kaptools
         maya = db.session.scalar(select(User).where(User.username == "maya"))
         client = db.session.scalar(
             select(Client.id).where(Client.therapist_id == maya.id, Client.code.like("BN-%"))
@@ -247,6 +268,25 @@ def wrk(url: str, cookie: str | None = None, seconds: int = SECONDS) -> dict:
     return json.loads(line[-1])
 
 
+TCP_COUNTERS = ("RetransSegs", "TCPSynRetrans", "ListenOverflows", "ListenDrops",
+                "TCPAbortOnData", "TCPTimeWaitOverflow")
+
+
+def tcp_counters() -> dict[str, int]:
+    """The kernel's TCP counters that could put a tail on wrk's figures (Linux)."""
+    found: dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        for names, values in zip(lines[::2], lines[1::2], strict=True):
+            for name, value in zip(names.split()[1:], values.split()[1:], strict=True):
+                if name in TCP_COUNTERS and value.lstrip("-").isdigit():
+                    found[name] = found.get(name, 0) + int(value)
+    return found
+
+
 def row(name: str, r: dict, statements: int | str = "", target: bool = True) -> str:
     ok = ""
     if target:
@@ -336,7 +376,9 @@ def main() -> None:
         for t in renders:
             t.start()
         time.sleep(1)
+        tcp_before = tcp_counters()
         busy = wrk(app.url + data["pages"]["dashboard"], cookie)
+        tcp = {k: v - tcp_before.get(k, 0) for k, v in tcp_counters().items()}
         busy_renders = [t.is_alive() for t in renders]
         for t in renders:
             t.join()
@@ -345,6 +387,8 @@ def main() -> None:
         ratio = busy["p95_ms"] / idle["dashboard"]["p95_ms"]
         print(f"  p95 during renders / idle: {ratio:.2f}×  (target ≤ 1.5×; renders were still "
               f"running at the end of the measurement: {all(busy_renders)})")
+        print("  TCP during that measurement: " + (", ".join(f"{k} +{v}" for k, v in tcp.items())
+                                                   or "counters not readable"))
         for who, r in sorted(results.items()):
             print(f"  render {who}: {r['status']} in {r['seconds']:.1f} s"
                   + (f", {r.get('pages')} pages" if r.get("pages") else "")

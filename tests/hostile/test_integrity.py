@@ -127,6 +127,11 @@ def as_owner(app):
     engine.dispose()
 
 
+# What an owner rewriting the trail would also do: point the chain's row at the new head.
+MOVE_HEAD = ("UPDATE audit_chain SET head_hash = (SELECT hash FROM audit_event "
+             "ORDER BY id DESC LIMIT 1)")
+
+
 def verify(app, head: dict | None = None) -> audit.ChainReport:
     with app.app_context():
         db.session.remove()
@@ -165,6 +170,11 @@ def test_truncation_is_found_against_an_exported_head(app, signed):
     with as_owner(app) as conn:
         conn.execute(text("DELETE FROM audit_event WHERE id >= :i"),
                      {"i": head["event_id"] - 3})
+    report = verify(app)  # the chain's row still names the head that was cut off
+    assert not report.ok
+    assert [(b.object_type, b.event_id) for b in report.breaks] == [("audit_chain", None)]
+    with as_owner(app) as conn:  # an owner who moves the row's head back as well
+        conn.execute(text(MOVE_HEAD))
     assert verify(app).ok  # what is left is a valid chain on its own...
     report = verify(app, head=head)
     assert not report.ok  # ...but not the one whose head was exported
@@ -187,6 +197,7 @@ def test_a_chain_rewritten_from_the_start_is_found_against_an_exported_head(app,
         for event_id, prev, new in rewritten:
             conn.execute(text("UPDATE audit_event SET address = '6.6.6.6', prev_hash = :p, "
                               "hash = :h WHERE id = :i"), {"p": prev, "h": new, "i": event_id})
+        conn.execute(text(MOVE_HEAD))
     assert verify(app).ok
     assert not verify(app, head=head).ok
 
