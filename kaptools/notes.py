@@ -99,8 +99,13 @@ def private_answers(note: Note, user: User) -> dict[str, Any]:
     """The author's private process notes; empty for anyone else."""
     if note.author_id != user.id:
         return {}
-    row = db.session.get(PrivateNote, note.id)
-    return dict(row.answers) if row else {}
+    found = db.session.scalar(_PRIVATE_ANSWERS, {"note_id": note.id})
+    return dict(found) if found else {}
+
+
+# Built once: the author's every view of a note asks for it (only the answers, always read
+# afresh from the database).
+_PRIVATE_ANSWERS = select(PrivateNote.answers).where(PrivateNote.note_id == bindparam("note_id"))
 
 
 def create_note(therapy_session: TherapySession, author: User, template: Template,

@@ -98,12 +98,13 @@ def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
         # so that nothing above them (a second root) is copied, and hung under the one
         # Document afterwards.
         detached = []
-        for element in _elements(kids, entries):
+        elements = _elements(kids, entries)  # walked once: the part's trees are large
+        for element in elements:
             parent = element.get("/P")
             if isinstance(parent, Dictionary) and parent.objgen in tops:
                 del element["/P"]
                 detached.append(element)
-        _prefix_ids(_elements(kids, entries), f"p{number}-")
+        _prefix_ids(elements, f"p{number}-")
         for kid in kids:
             if isinstance(kid, Dictionary):
                 document.K.append(_copy(out, kid))

@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
@@ -51,8 +51,14 @@ class SignBlocked(Exception):
 
 
 def found_signatures(note: Note) -> list[Signature]:
-    return list(db.session.scalars(select(Signature).where(Signature.note_id == note.id)
-                                   .order_by(Signature.signed_at)))
+    if note.state == NoteState.DRAFT:
+        return []  # a draft has no signature
+    return list(db.session.scalars(_SIGNATURES, {"note_id": note.id}))
+
+
+# Built once: every signed note's page asks for them.
+_SIGNATURES = (select(Signature).where(Signature.note_id == bindparam("note_id"))
+               .order_by(Signature.signed_at))
 
 
 def template_of(note: Note):

@@ -47,10 +47,10 @@ WARM_UP_SECONDS = 2
 SCHEMA = f"kaptools_bench_{NOTES}"
 CONNECTIONS = 16
 SECRET = "load-benchmark-secret"
-# Two gunicorn workers, each with a few threads: a request waiting on the database lets
-# another one run (what the README recommends for production).
-WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
-THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+# Two gunicorn sync workers (what the README recommends for production): on two cores,
+# threads in a worker gave the same throughput with longer tails (the GIL).
+WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "sync")
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 # BENCH_RENDERS=0 measures the pages only (no renders during load, no longest course).
 RENDERS = os.environ.get("BENCH_RENDERS", "1") != "0"
 
