@@ -14,7 +14,8 @@
 
 Settings: KAPTOOLS_BENCH_PG_URL (default: the local test database), KAPTOOLS_BENCH_REDIS_URL,
 BENCH_NOTES (50000), BENCH_SECONDS (10 per page), BENCH_REBUILD=1 to build afresh,
-BENCH_RENDERS=0 to measure the pages only (steps 1-3).
+BENCH_RENDERS=0 to measure the pages only (steps 1-3), BENCH_RENDER_SETTLE (seconds between
+asking for the renders and measuring the dashboard; 1 by default).
 """
 
 from __future__ import annotations
@@ -375,7 +376,7 @@ def main() -> None:
         ]
         for t in renders:
             t.start()
-        time.sleep(1)
+        time.sleep(float(os.environ.get("BENCH_RENDER_SETTLE", "1")))
         tcp_before = tcp_counters()
         busy = wrk(app.url + data["pages"]["dashboard"], cookie)
         tcp = {k: v - tcp_before.get(k, 0) for k, v in tcp_counters().items()}
