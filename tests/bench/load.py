@@ -231,7 +231,8 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/login", timeout=2)
+                with urllib.request.urlopen(self.url + "/login", timeout=2) as resp:
+                    resp.read()
                 return
             except urllib.error.HTTPError:
                 return
@@ -252,7 +253,8 @@ def sign_in(base: str, username: str, password: str) -> tuple[str, urllib.reques
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     data = urllib.parse.urlencode({"csrf_token": token, "username": username,
                                    "password": password}).encode()
-    opener.open(base + "/login", data)
+    with opener.open(base + "/login", data) as resp:
+        resp.read()
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
     return cookie, opener
 
@@ -301,16 +303,22 @@ def ask_pdf(base: str, opener, url: str, timeout: float = 900) -> dict:
     """Ask for a PDF the way the page does; follow its render until it ends."""
     started = time.monotonic()
     opener.addheaders = [("Accept", "text/html")]
-    resp = opener.open(base + url)
-    if resp.headers.get_content_type() == "application/pdf":
-        return {"status": "done", "seconds": time.monotonic() - started, "stored": True}
-    job = re.search(r"/renders/(\d+)", resp.geturl()).group(1)
+    # Every response is read to its end and closed, as a browser does: gunicorn's sync
+    # worker, having sent a response, waits up to 2 s for the client to close before it
+    # takes the next request, so a response left open here stalled half of the server.
+    with opener.open(base + url) as resp:
+        resp.read()
+        if resp.headers.get_content_type() == "application/pdf":
+            return {"status": "done", "seconds": time.monotonic() - started, "stored": True}
+        job = re.search(r"/renders/(\d+)", resp.geturl()).group(1)
     while time.monotonic() - started < timeout:
-        status = json.loads(opener.open(f"{base}/renders/{job}.json").read())
+        with opener.open(f"{base}/renders/{job}.json") as resp:
+            status = json.loads(resp.read())
         if status["status"] in ("done", "failed"):
             status["seconds"] = time.monotonic() - started
             if status["status"] == "done":
-                pdf = opener.open(base + status["pdf"]).read()
+                with opener.open(base + status["pdf"]) as resp:
+                    pdf = resp.read()
                 status["bytes"] = len(pdf)
                 import io
 
