@@ -115,3 +115,36 @@ def test_audit_log_never_holds_free_text(app, signed_in):
     with app.app_context():
         for event in db.session.scalars(select(AuditEvent)):
             assert "secret intention words" not in repr(event.detail)
+
+
+def test_course_overviews_count_what_each_course_holds(app):
+    """The client page's one aggregate query, against counting note by note (the demo:
+    drafts, signed notes, a note entered in error, sessions with no note; and one draft
+    discarded, which no longer counts)."""
+    from collections import Counter
+
+    from kaptools import discard
+    from kaptools.demo import load_demo
+    from kaptools.models import Note, NoteState
+    from kaptools.overview import course_overviews
+
+    with app.app_context():
+        load_demo()
+        draft = db.session.scalar(select(Note).where(Note.state == NoteState.DRAFT))
+        assert discard.refusal(draft) is None
+        discard.discard(draft, draft.author, draft.session.course.client.code)
+        db.session.commit()
+        db.session.expire_all()
+        courses = db.session.scalars(select(Course)).all()
+        found = course_overviews([c.id for c in courses])
+        empty_sessions = 0
+        for course in courses:
+            sessions = sorted(course.sessions, key=lambda s: (s.session_date, s.id))
+            notes = [n for s in sessions for n in s.notes]
+            empty_sessions += sum(1 for s in sessions if not s.notes)
+            overview = found[course.id]
+            assert [p.id for p in overview.sessions] == [s.id for s in sessions]
+            assert overview.kinds == Counter(s.kind for s in sessions)
+            assert overview.notes == Counter(n.state for n in notes)
+        assert empty_sessions  # the demo has sessions with no note: they still count
+        assert draft.id not in {n.id for c in courses for s in c.sessions for n in s.notes}
