@@ -196,6 +196,18 @@ class Browser:
         return self.post("/logout")
 
 
+def demo_source_app(tmp_path):
+    """A second instance (its own SQLite file) holding the demo, to send records from."""
+    from kaptools.cli import upgrade_database
+    from kaptools.demo import load_demo
+
+    source = make_app("sqlite:///" + str(tmp_path / "source.sqlite3"), tmp_path / "a")
+    with source.app_context():
+        upgrade_database()
+        load_demo()
+    return source
+
+
 def signed_in(app, username: str, password: str | None = None) -> Browser:
     """A test client signed in as ``username`` (the factories' password by default)."""
     from tests import factories

@@ -19,7 +19,7 @@ from kaptools.extensions import db
 from kaptools.models import AuditEvent, Client, Note, NoteState, User
 from kaptools.notes import canonical_json
 from tests import factories
-from tests.conftest import close_app, make_app
+from tests.conftest import close_app, demo_source_app, make_app
 from tests.test_fhir import NAMES, TEMPLATES, write_note
 
 
@@ -46,12 +46,8 @@ def record_of(client: Client) -> Counter:
 
 
 def test_every_demo_record_travels_to_an_empty_instance_answer_for_answer(databases, tmp_path):
-    source = make_app("sqlite:///" + str(tmp_path / "source.sqlite3"), tmp_path / "a")
+    source = demo_source_app(tmp_path)
     with source.app_context():
-        upgrade_database()
-        from kaptools.demo import load_demo
-
-        load_demo()
         # One note withdrawn, so a note entered in error travels too.
         signed = db.session.scalar(select(Note).where(Note.state == NoteState.SIGNED)
                                    .order_by(Note.id))
@@ -152,12 +148,18 @@ def test_every_kind_of_answer_reads_back_exactly(app, two_therapists, template):
         assert arrived.state == NoteState.SIGNED and notes.verify_hash(arrived).ok
 
 
-def test_a_changed_answer_is_caught_by_the_seal_and_nothing_is_written(app, two_therapists):
+@pytest.fixture
+def signed_bundle(app, two_therapists) -> dict:
+    """The exported record of a client whose thought record was signed."""
     with app.app_context():
         note = db.session.get(Note, two_therapists["note"])
         notes.sign(note, note.author)
         db.session.commit()
-    bundle = exported(app, two_therapists["client"])
+    return exported(app, two_therapists["client"])
+
+
+def test_a_changed_answer_is_caught_by_the_seal_and_nothing_is_written(app, signed_bundle):
+    bundle = signed_bundle
     text = json.dumps(bundle)
     # Someone edits the thought record's situation in the file.
     response = next(e["resource"] for e in bundle["entry"]
@@ -186,12 +188,8 @@ def test_a_changed_answer_is_caught_by_the_seal_and_nothing_is_written(app, two_
         db.session.rollback()
 
 
-def test_a_bundle_that_is_not_a_kaptools_record_is_refused_clearly(app, two_therapists):
-    with app.app_context():
-        note = db.session.get(Note, two_therapists["note"])
-        notes.sign(note, note.author)
-        db.session.commit()
-    bundle = exported(app, two_therapists["client"])
+def test_a_bundle_that_is_not_a_kaptools_record_is_refused_clearly(app, signed_bundle):
+    bundle = signed_bundle
     with app.app_context():
         with pytest.raises(RecordNotImportable, match="not a FHIR Bundle"):
             import_record({"resourceType": "Patient"}, noor(app), "Test")

@@ -14,7 +14,7 @@ from kaptools.exports.transfer import LEFT_BEHIND
 from kaptools.extensions import db
 from kaptools.models import AuditEvent, Note, NoteState, User
 from tests import factories
-from tests.conftest import close_app, make_app
+from tests.conftest import close_app, demo_source_app, make_app
 
 
 def counts(app) -> dict[str, int]:
@@ -29,13 +29,10 @@ def run(app, *args):
 
 
 def test_the_demo_database_moves_to_an_empty_database(databases, tmp_path):
-    source = make_app("sqlite:///" + str(tmp_path / "source.sqlite3"), tmp_path / "a")
+    source = demo_source_app(tmp_path)
     with source.app_context():
-        upgrade_database()
         from kaptools import discard
-        from kaptools.demo import load_demo
 
-        load_demo()
         # Something discarded travels too, still discarded.
         maya = db.session.scalar(select(User).where(User.username == "maya"))
         draft = db.session.scalar(select(Note).where(Note.state == NoteState.DRAFT,
