@@ -16,8 +16,9 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
 
@@ -38,7 +39,7 @@ from ..modality.answers import (
     prepare_editor,
     validate_note,
 )
-from ..models import Note, NoteState, Signature
+from ..models import Addendum, Note, NoteState, Signature
 from ..timeutil import shown
 from ..web import current_scope, shown_and_recorded
 
@@ -59,6 +60,19 @@ def found_signatures(note: Note) -> list[Signature]:
 # Built once: every signed note's page asks for them.
 _SIGNATURES = (select(Signature).where(Signature.note_id == bindparam("note_id"))
                .order_by(Signature.signed_at))
+
+
+def load_addenda(note: Note) -> None:
+    """Give ``note.addenda`` its rows from a statement built once (none for a draft, which
+    cannot have one), so the page reading it does not build a lazy load per view."""
+    if "addenda" not in inspect(note).unloaded:
+        return
+    found = [] if note.state == NoteState.DRAFT else \
+        list(db.session.scalars(_ADDENDA, {"note_id": note.id}))
+    set_committed_value(note, "addenda", found)
+
+
+_ADDENDA = select(Addendum).where(Addendum.note_id == bindparam("note_id")).order_by(Addendum.id)
 
 
 def template_of(note: Note):
@@ -315,6 +329,7 @@ def _refuse_locked(found: Note, template):
 def _show(found: Note, template, status: int = 200, **forms):
     forms.setdefault("addendum_form", AddendumForm(formdata=None))
     forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
+    load_addenda(found)
     return shown_and_recorded(render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=notes.private_answers(found, current_user),
