@@ -21,10 +21,11 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from . import timeutil
-from .i18n import _
+from .i18n import _, words_key
 from .modality.schema import Band  # an instrument's band: min, max (totals) and label
 
 # The printed width of a chart (print.css: .chart max-width 170 mm) in inches: text sizes
@@ -241,8 +242,17 @@ def emdr_chart(answers: dict[str, Any]) -> Chart | None:
     vocs = [(i, s.voc) for i, s in enumerate(steps) if s.voc is not None]
     if max(len(suds), len(vocs)) < 2:
         return None
+    return _emdr_chart_once(tuple(steps), words_key())
+
+
+@lru_cache(maxsize=128)
+def _emdr_chart_once(steps: tuple[Step, ...], words: tuple[str, str]) -> Chart:
+    """A signed session's chart never changes: it is drawn once per process and language,
+    not again for every document that prints the session (``words``: see ``words_key``)."""
+    suds = [(i, s.sud) for i, s in enumerate(steps) if s.sud is not None]
+    vocs = [(i, s.voc) for i, s in enumerate(steps) if s.voc is not None]
     with _LOCK:
-        return _emdr_chart(steps, suds, vocs)
+        return _emdr_chart(list(steps), suds, vocs)
 
 
 def _emdr_chart(steps: list[Step], suds: list[tuple[int, int]],

@@ -21,7 +21,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from .charts import svg_data_uri
-from .i18n import _, _l, catalogue_version, ngettext
+from .i18n import _, _l, ngettext, words_key
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +174,8 @@ def graphviz_installed() -> bool:
 def ifs_map(parts: list[dict[str, Any]], relationships: list[dict[str, Any]]) -> PartsMap | None:
     """The map, or None when it cannot be printed legibly on one page (the parts table
     then stands alone). A signed map never changes: it is laid out once per process."""
-    from flask_babel import get_locale
-
     return _ifs_map(json.dumps([parts, relationships], sort_keys=True, default=str),
-                    (str(get_locale()), catalogue_version()))
+                    words_key())
 
 
 @lru_cache(maxsize=64)

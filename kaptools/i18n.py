@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from babel import Locale
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_app_context
 from flask_babel import Babel, get_translations, gettext, lazy_gettext, ngettext
 from markupsafe import Markup
 
@@ -98,6 +98,14 @@ def css_string(text: str) -> Markup:
     escaped = "".join(c if c.isalnum() or c in " .,:;!?()-–—·'’/%" else f"\\{ord(c):x} "
                       for c in str(text))
     return Markup(f'"{escaped}"')
+
+
+def words_key() -> tuple[str, str]:
+    """What a drawing's translated words depend on (a chart's titles, its alternative
+    text): the language and its catalogue. Part of the key a drawing is kept under."""
+    if not has_app_context():  # no clinic, no catalogue: the words are gettext's own
+        return "", ""
+    return _locale(), catalogue_version()
 
 
 def catalogue_version() -> str:

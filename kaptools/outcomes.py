@@ -7,7 +7,7 @@ from datetime import date
 from functools import lru_cache
 
 from . import charts
-from .i18n import _, catalogue_version
+from .i18n import _, words_key
 from .modality import get_registry
 from .modality.answers import compute_scores
 from .models import Course, NoteState, SessionKind
@@ -128,14 +128,7 @@ def course_chart(sessions, points: list[OutcomePoint]) -> charts.Chart | None:
         tuple(sorted(s.session_date for s in sessions if s.kind == SessionKind.DOSING)),
         min(s.session_date for s in sessions) if sessions else points[0].on,
         max(s.session_date for s in sessions) if sessions else points[-1].on,
-        tuple(points), _words())
-
-
-def _words() -> tuple[str, str]:
-    """What a chart's words depend on (its titles and alternative text are translated)."""
-    from flask_babel import get_locale
-
-    return str(get_locale()), catalogue_version()
+        tuple(points), words_key())
 
 
 @lru_cache(maxsize=256)

@@ -145,7 +145,27 @@ def test_emdr_chart_is_not_drawn_for_a_single_measurement():
 
 
 def test_same_data_gives_the_same_chart():
-    assert charts.emdr_chart(emdr_answers()).svg == charts.emdr_chart(emdr_answers()).svg
+    first = charts.emdr_chart(emdr_answers()).svg
+    charts._emdr_chart_once.cache_clear()  # drawn again, not the kept one
+    assert charts.emdr_chart(emdr_answers()).svg == first
+
+
+def test_a_sessions_chart_is_drawn_once_however_often_it_prints(app, monkeypatch):
+    """A signed EMDR session prints in every summary of its course: its chart is drawn the
+    first time and kept (per language: its titles and alternative text are translated)."""
+    drawn = []
+    real = charts._emdr_chart
+    monkeypatch.setattr(charts, "_emdr_chart", lambda *args: drawn.append(1) or real(*args))
+    charts._emdr_chart_once.cache_clear()
+    with app.app_context():
+        first = charts.emdr_chart(emdr_answers())
+        assert charts.emdr_chart(emdr_answers()) is first
+        assert len(drawn) == 1
+        assert charts.emdr_chart(emdr_answers(sud_end=2)) is not first  # other answers
+        assert len(drawn) == 2
+        app.config["CLINIC_LOCALE"] = "de"
+        assert charts.emdr_chart(emdr_answers()) is not first
+        assert len(drawn) == 3
 
 
 def _svg_of(uri: str) -> ET.Element:
