@@ -41,6 +41,7 @@ from .timeutil import UTCDateTime, utcnow
 # The link before the audit trail's first event.
 GENESIS_HASH = "0" * 64
 
+
 class Role(enum.StrEnum):
     THERAPIST = "therapist"
     SUPERVISOR = "supervisor"

@@ -37,31 +37,31 @@ def _as_wtforms_writes(wt, invalid: bool) -> str:
                    f"</span></label>" for opt in wt)
 
 
-def _choice_fields(fields):
+def _choice_fields(fields, form):
+    """The bound field of every radio and checkbox choice, rows included."""
     for f in fields:
         if f.type == "group":
-            yield from _choice_fields(f.fields)
+            for entry in form[f.key].entries:
+                yield from _choice_fields(f.fields, entry.form)
         elif f.type in CHOICES and not (f.type == "choice" and f.widget == "select"):
-            yield f
+            yield form[f.key]
 
 
 def test_options_are_written_as_wtforms_writes_them(app):
     """Every option of every choice in every template, answered and not, valid or not."""
-    seen = 0
+    seen = in_rows = 0
     with app.test_request_context():
         registry = get_registry()
         for template in registry.current():
             for answers in (template.sample, {}):
                 form = build_form(template, answers=answers)
-                for f in _choice_fields(template.fields):
-                    if f.key not in form._fields:
-                        continue  # in a group: its rows are checked through the group
-                    wt = form[f.key]
+                for wt in _choice_fields(template.fields, form):
                     for invalid in (False, True):
                         assert _Tags(choice_inputs(wt, invalid)).found == \
-                            _Tags(_as_wtforms_writes(wt, invalid)).found, (template.slug, f.key)
+                            _Tags(_as_wtforms_writes(wt, invalid)).found, (template.slug, wt.id)
                         seen += 1
-    assert seen > 100
+                        in_rows += "-" in wt.id
+    assert seen > 100 and in_rows > 10
 
 
 def test_a_fields_parts_name_its_help_and_its_message(app):
