@@ -24,6 +24,7 @@ from wtforms.validators import (
 from .i18n import _, _l
 from .models import CourseFormat, ReviewMode, Role, SessionKind
 from .textcheck import text_problem
+from .widgets import FastRendering
 
 FORMAT_LABELS = {
     CourseFormat.INTENSIVE: _l("Intensive retreat"),
@@ -67,9 +68,10 @@ def _no_control_characters(form, field) -> None:
 
 
 class KapForm(FlaskForm):
-    """Every form of the app: each input refuses control characters by itself."""
+    """Every form of the app: each input refuses control characters by itself, and its
+    controls are written by kaptools.widgets (WTForms' markup, without its cost)."""
 
-    class Meta:
+    class Meta(FastRendering):
         def bind_field(self, form, unbound_field, options):
             bound = unbound_field.bind(form=form, **options)
             bound.validators = [_no_control_characters, *bound.validators]

@@ -97,7 +97,7 @@ def init_app(app: Flask) -> None:
     from .markdown_render import render_markdown
     from .modality import get_registry
     from .modality.answers import display_value, plain_answers, ref_titles
-    from .modality.editor_markup import choice_inputs, field_parts
+    from .modality.editor_markup import note_field
 
     def note_block(template_name: str, n, doc):
         """One note of a document, laid out on its own (plain text if it cannot be)."""
@@ -136,8 +136,7 @@ def init_app(app: Flask) -> None:
         vitals_describe=vitals.describe,
         note_answers_view=note_answers_view,
         plain_answers=plain_answers,
-        field_parts=field_parts,
-        choice_inputs=choice_inputs,
+        note_field=note_field,  # the editor's fields, written in Python (see its module)
     )
     app.context_processor(lambda: {"registry": get_registry()})
     app.before_request(_require_login)

@@ -3,14 +3,25 @@ say what WTForms' own widgets and the old per-part macros said, for every shippe
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
+import pytest
 from markupsafe import escape
 from werkzeug.datastructures import MultiDict
+from wtforms.meta import DefaultMeta
 
+from kaptools import notes
+from kaptools.extensions import db
 from kaptools.modality import get_registry
-from kaptools.modality.answers import build_form, validate_note
+from kaptools.modality.answers import answers_to_formdata, build_form, validate_note
 from kaptools.modality.editor_markup import choice_inputs, field_parts
+from kaptools.modality.registry import builtin_dir, load_registry
+from kaptools.models import Note, User
+from kaptools.widgets import control
+from tests import factories
+from tests.conftest import signed_in
+from tests.notes_helpers import form_payload, new_note
 
 CHOICES = ("scale", "choice", "yesno", "multichoice")
 
@@ -31,10 +42,16 @@ class _Tags(HTMLParser):
             self.found.append(("text", data.strip()))
 
 
+def wtforms_writes(wt, attrs: dict) -> str:
+    """What WTForms' own widget writes for ``wt(**attrs)``, whatever renderer the form has
+    (the app's forms write their controls with kaptools.widgets.control)."""
+    return str(DefaultMeta.render_field(wt.meta, wt, dict(attrs)))
+
+
 def _as_wtforms_writes(wt, invalid: bool) -> str:
     extra = {"aria-invalid": "true"} if invalid else {}
-    return "".join(f'<label class="option">{opt(**extra)}<span>{escape(opt.label.text)}'
-                   f"</span></label>" for opt in wt)
+    return "".join(f'<label class="option">{wtforms_writes(opt, extra)}'
+                   f"<span>{escape(opt.label.text)}</span></label>" for opt in wt)
 
 
 def _choice_fields(fields, form):
@@ -62,6 +79,87 @@ def test_options_are_written_as_wtforms_writes_them(app):
                         seen += 1
                         in_rows += "-" in wt.id
     assert seen > 100 and in_rows > 10
+
+
+def _controls(fields, form):
+    """Every other control (text, number, date, time, text area, drop-down), rows included,
+    with each row's hidden id."""
+    for f in fields:
+        if f.type == "group":
+            for entry in form[f.key].entries:
+                yield None, entry.form.item_id
+                yield from _controls(f.fields, entry.form)
+        elif f.type not in CHOICES or (f.type == "choice" and f.widget == "select"):
+            yield f, form[f.key]
+
+
+HOSTILE = '1" onfocus="alert(1)" x=\'<b>&amp;</b>\''
+
+
+def test_controls_are_written_exactly_as_wtforms_writes_them(app):
+    """Each control, as the editor asks for it (with and without its described-by and
+    invalid attributes, as a date or time input where the layout says so), is the very
+    string WTForms' widget writes: answered, unanswered and with hostile text posted."""
+    kinds: dict[str, int] = {}
+    with app.test_request_context():
+        for template in get_registry().current():
+            hostile = answers_to_formdata(template, template.sample)
+            for key in list(hostile):
+                hostile.setlist(key, [HOSTILE])
+            for form in (build_form(template, answers=template.sample),
+                         build_form(template, answers={}),
+                         build_form(template, formdata=hostile)):
+                validate_note(form, complete=True)
+                for f, wt in _controls(template.fields, form):
+                    for attrs in ({}, {"aria-describedby": f"{wt.id}-help {wt.id}-error",
+                                       "aria-invalid": "true", "list": f"{wt.id}-s",
+                                       "data-ref-group": HOSTILE}):
+                        if f is not None and f.type in ("date", "time"):
+                            attrs = {**attrs, "type": f.type}
+                        assert str(wt(**attrs)) == str(control(wt, dict(attrs))) \
+                            == wtforms_writes(wt, attrs), (template.slug, wt.id)
+                    kind = type(wt.widget).__name__
+                    kinds[kind] = kinds.get(kind, 0) + 1
+    assert {"TextInput", "TextArea", "NumberInput", "DateInput", "TimeInput", "Select",
+            "HiddenInput"} <= set(kinds), kinds
+    assert HOSTILE not in str(control(wt, {"data-x": HOSTILE}))
+
+
+def _app_forms():
+    from kaptools import forms
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    return sorted(set(subclasses(forms.KapForm)), key=lambda cls: cls.__name__)
+
+
+def test_every_app_forms_controls_are_written_as_wtforms_writes_them(app):
+    """The app's own forms (sign-in, client, session, account, export...) render their
+    fields through kaptools.widgets: the same strings, hostile values posted or not."""
+    checked = set()
+    with app.test_request_context(method="POST"):
+        for cls in _app_forms():
+            for formdata in (None, MultiDict()):
+                form = cls(formdata=formdata, meta={"csrf": False})
+                if formdata is not None:
+                    for field in form:
+                        formdata.add(field.name, HOSTILE)
+                    form = cls(formdata=formdata, meta={"csrf": False})
+                for field in form:
+                    if getattr(field, "choices", ()) is None:  # set by the form's view
+                        field.choices = [("1", "one"), ("2", f"<b>{HOSTILE}</b>")]
+                if formdata is not None:
+                    form.validate()
+                for field in form:
+                    expected = wtforms_writes(field, {"aria-invalid": "true"})
+                    assert str(field(**{"aria-invalid": "true"})) == expected, \
+                        (cls.__name__, field.name)
+                    checked.add(type(field.widget).__name__)
+    assert {"TextInput", "PasswordInput", "Select", "TextArea", "CheckboxInput"} <= checked, \
+        checked
 
 
 def test_a_fields_parts_name_its_help_and_its_message(app):
@@ -101,3 +199,102 @@ def test_who_may_read_an_answer_is_shown_and_conditions_are_escaped(app):
                 assert (f'class="badge {expected}"' in badge) if expected else badge == ""
                 kinds.add(expected)
         assert {"aud-client", "aud-private"} <= kinds
+
+
+class _EditorForm(HTMLParser):
+    """What a browser would send from the note's form: every named control's value(s) (checked
+    boxes only, the selected option, a text area's text), outside the rows' <template>."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[list[tuple[str, str]]] = []
+        self.in_template = 0
+        self.select: tuple[str, list, list] | None = None  # name, options, selected
+        self.option: str | None = None
+        self.textarea: list | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v if v is not None else "") for k, v in attrs}
+        if tag == "template":
+            self.in_template += 1
+        if self.in_template or (tag != "form" and not self.forms):
+            return
+        fields = self.forms[-1] if self.forms else None
+        if tag == "form":
+            self.forms.append([])
+        elif "disabled" in a or not a.get("name") and tag != "option":
+            return
+        elif tag == "input":
+            kind = a.get("type", "text")
+            if kind in ("radio", "checkbox"):
+                if "checked" in a:
+                    fields.append((a["name"], a.get("value", "on")))
+            elif kind not in ("submit", "button", "reset"):
+                fields.append((a["name"], a.get("value", "")))
+        elif tag == "textarea":
+            self.textarea = [a["name"], ""]
+        elif tag == "select":
+            self.select = (a["name"], [], [])
+        elif tag == "option" and self.select is not None:
+            self.select[1].append(a.get("value", ""))
+            if "selected" in a:
+                self.select[2].append(a.get("value", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "template":
+            self.in_template -= 1
+        elif self.in_template:
+            return
+        elif tag == "textarea" and self.textarea is not None:
+            name, text = self.textarea
+            text = text[1:] if text.startswith("\n") else text  # as HTML parsing drops it
+            self.forms[-1].append((name, text))
+            self.textarea = None
+        elif tag == "select" and self.select is not None:
+            name, options, selected = self.select
+            for value in selected or options[:1]:
+                self.forms[-1].append((name, value))
+            self.select = None
+
+    def handle_data(self, data):
+        if self.textarea is not None and not self.in_template:
+            self.textarea[1] += data.replace("\r\n", "\n")
+
+
+@pytest.fixture
+def integration_session(app):
+    with app.app_context():
+        maya = factories.user("maya")
+        return maya.id, factories.client_with_course(maya)["integration"]
+
+
+@pytest.mark.parametrize("slug", sorted(slug for slug, _ in
+                                        load_registry(builtin_dir()).templates))
+def test_what_the_editor_shows_is_what_it_keeps(app, integration_session, slug):
+    """Every template's editor, filled with its sample answers and sent back by a browser as
+    it stands, changes nothing: every answer is in a control the page writes, named and
+    checked as the form reads it (rows included)."""
+    author_id, session_id = integration_session
+    browser = signed_in(app, "maya")
+    template = load_registry(builtin_dir()).latest(slug)
+    url = new_note(browser, session_id, slug)
+    assert browser.post(url, form_payload(template, template.sample)).status_code == 302
+
+    def stored():
+        with app.app_context():
+            note = db.session.get(Note, int(url.rsplit("/", 1)[1]))
+            return note.version, {**note.answers, **notes.private_answers(
+                note, db.session.get(User, author_id))}
+
+    version, first = stored()
+    assert first == template.sample
+    page = browser.get(url).get_data(as_text=True)
+    form = next(f for f in _EditorForm(page).forms if any(k == "note_version" for k, _ in f))
+    sent = MultiDict(form)
+    sent.setlist("action", ["save"])
+    assert len(sent) > 3
+    resp = browser.client.post(url, data=sent)
+    assert resp.status_code == 302, re.findall(r'class="error"[^>]*>([^<]+)',
+                                               resp.get_data(as_text=True))
+    assert stored() == (version, template.sample)  # not even a new version: nothing changed

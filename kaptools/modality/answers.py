@@ -565,9 +565,11 @@ class ScoreResult:
         return self.band is not None if self.is_levels else self.total is not None
 
 
-def compute_scores(template: Template, answers: Answers) -> list[ScoreResult]:
+def compute_scores(template: Template, answers: Answers,
+                   only: str | None = None) -> list[ScoreResult]:
+    """The template's scores of ``answers`` (only the one keyed ``only``, when given)."""
     return [_score(score, answers if isinstance(answers, dict) else {})
-            for score in template.scores]
+            for score in template.scores if only is None or score.key == only]
 
 
 def _holds(condition, answers: Answers) -> bool:

@@ -33,6 +33,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..i18n import _, _l
 from ..textcheck import text_problem
+from ..widgets import FastRendering
 from .schema import Field, Template
 
 ITEM_ID_RE = re.compile(r"^[a-z0-9]{4,16}$")
@@ -315,6 +316,9 @@ class ItemForm(Form):
 
     item_id = ItemIdField()
 
+    class Meta(FastRendering):
+        pass
+
 
 def _item_form_class(group: Field) -> type[Form]:
     attrs = {sub.key: BUILDERS[sub.type](sub) for sub in group.fields}
@@ -326,7 +330,7 @@ class NoteForm(Form):
 
     template: Template
 
-    class Meta:
+    class Meta(FastRendering):  # controls written by kaptools.widgets
         csrf = False  # CSRFProtect guards every POST application-wide
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +255,7 @@ class Template:
             return any(f.type == "longtext" or walk(f.fields) for f in fields)
         return walk(self.fields)
 
-    @property
+    @cached_property  # asked for on every field of every request; a template never changes
     def fields(self) -> tuple[Field, ...]:
         return tuple(f for s in self.sections for f in s.fields)
 
