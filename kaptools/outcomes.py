@@ -74,32 +74,34 @@ def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
     """The outcome points of several courses, in session order, reading only the measures'
     signed notes (never the other notes' answers; a draft is not a result yet).
 
-    A signed note never changes, so its score is worked out once per process and kept
-    under the note's content hash: a client page then reads which measures were signed,
-    not their answers (decoding and scoring them was a quarter of the page's time)."""
+    A signed note never changes, so its score is worked out once per process (and app) and
+    kept under the note's content hash: a client page then reads which measures were
+    signed, not their answers (decoding and scoring them was a quarter of the page's
+    time)."""
     from .extensions import db
 
     if not course_ids:
         return {}
     rows = db.session.execute(_SIGNED_MEASURES, {"course_ids": list(course_ids)}).all()
+    registry = get_registry()
+    kept = registry.scored  # per app: another app may have other templates
     words = words_key()  # a band's label is in the clinic's language
-    unscored = [row.id for row in rows if (row.id, row.content_hash, words) not in _SCORED]
+    scores = {row.id: kept.get((row.id, row.content_hash, words), _UNSCORED) for row in rows}
+    unscored = [note_id for note_id, score in scores.items() if score is _UNSCORED]
     if unscored:
-        registry = get_registry()
+        if len(kept) + len(unscored) > _SCORED_AT_MOST:
+            kept.clear()  # this call keeps its own scores in ``scores``
         for row in db.session.execute(select(Note.id, Note.content_hash, Note.modality,
                                              Note.template_version, Note.answers)
                                       .where(Note.id.in_(unscored))):
             template = registry.get(row.modality, row.template_version)
             total = next(iter(compute_scores(template, row.answers, only="total")), None) \
                 if template is not None else None
-            if len(_SCORED) >= _SCORED_AT_MOST:
-                _SCORED.clear()
-            _SCORED[row.id, row.content_hash, words] = \
+            scores[row.id] = kept[row.id, row.content_hash, words] = \
                 (total.total, total.max_total, total.band) if total and total.complete else None
     found: dict[int, list[OutcomePoint]] = {}
     for row in rows:
-        score = _SCORED.get((row.id, row.content_hash, words))
-        if score is not None:
+        if (score := scores[row.id]) is not None and score is not _UNSCORED:
             found.setdefault(row.course_id, []).append(
                 OutcomePoint(MEASURES[row.modality], row.session_id, row.session_date, *score))
     return found
@@ -114,10 +116,10 @@ _SIGNED_MEASURES = (
            Note.modality.in_(list(MEASURES)), Note.state == NoteState.SIGNED)
     .order_by(TherapySession.session_date, TherapySession.id, Note.id))
 # Each signed measure's (total, highest total, band), or None when it has no complete total,
-# by (note id, content hash, language): a few hundred bytes per note, dropped all at once
-# past the bound.
-_SCORED: dict[tuple, tuple | None] = {}
-_SCORED_AT_MOST = 200_000
+# kept in the registry's ``scored`` by (note id, content hash, language): about 350 bytes a
+# note, so at most about 17 MiB per process, dropped all at once past the bound.
+_SCORED_AT_MOST = 50_000
+_UNSCORED = object()
 
 
 def changes(points: list[OutcomePoint]) -> list[MeasureChange]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 from wtforms import widgets
+from wtforms.widgets.core import clean_key
 
 
 def _params(kw: dict[str, Any]) -> str:
@@ -22,9 +23,7 @@ def _params(kw: dict[str, Any]) -> str:
     ``aria_`` names hyphenated, True as a bare attribute, False left out, values escaped."""
     out = []
     for key, value in sorted(kw.items()):
-        key = key.rstrip("_")
-        if key.startswith(("data_", "aria_")):
-            key = key.replace("_", "-")
+        key = clean_key(key)
         if value is True:
             out.append(key)
         elif value is not False:
@@ -44,12 +43,18 @@ def control(wt: Any, attrs: dict[str, Any] | None = None) -> Markup:
     """WTForms field ``wt`` as WTForms' own widget writes it with ``attrs`` (``wt(**attrs)``
     with WTForms' default renderer); widgets not written here are left to WTForms."""
     widget = wt.widget
-    kw = dict(wt.render_kw or ())
+    # As wtforms.meta.DefaultMeta.render_field: names cleaned (class_ → class, data_x →
+    # data-x), and what the call gives wins over the field's render_kw.
+    kw = {clean_key(k): v for k, v in (wt.render_kw or {}).items()}
     if attrs:
-        kw.update(attrs)  # what the call gives wins over render_kw, as in wtforms.meta
+        kw.update({clean_key(k): v for k, v in attrs.items()})
     kind = type(widget)
+    if "name" in kw:  # WTForms refuses it (TypeError): let it say so
+        return widget(wt, **kw)
     if kind in _INPUTS and getattr(wt, "_datalist", None) is None:
-        if kind is widgets.PasswordInput and widget.hide_value:
+        if kind in _DATE_TIME:
+            _date_time_bounds(wt, kw)
+        elif kind is widgets.PasswordInput and widget.hide_value:
             kw["value"] = ""
         elif kind is widgets.CheckboxInput and getattr(wt, "checked", wt.data) \
                 or kind is widgets.RadioInput and wt.checked:
@@ -87,11 +92,27 @@ def control(wt: Any, attrs: dict[str, Any] | None = None) -> Markup:
     return widget(wt, **kw)
 
 
-# The input widgets whose whole behaviour is wtforms.widgets.Input's, with what the last
-# four add to it written above (a hidden password, a checked box, a number's bounds).
-_INPUTS = frozenset({widgets.TextInput, widgets.DateInput, widgets.TimeInput,
-                     widgets.HiddenInput, widgets.PasswordInput, widgets.CheckboxInput,
-                     widgets.RadioInput, widgets.NumberInput})
+def _date_time_bounds(wt: Any, kw: dict[str, Any]) -> None:
+    """A date's or time's min and max in the field's own format, as WTForms' date and time
+    inputs write them."""
+    fmt = getattr(wt, "format", None)
+    if fmt is None:
+        return
+    fmt = fmt[0] if isinstance(fmt, list) else fmt
+    for key in ("min", "max"):
+        value = kw.get(key, getattr(wt.flags, key, None))
+        if callable(value):
+            value = value()
+        if hasattr(value, "strftime"):
+            kw[key] = value.strftime(fmt)
+
+
+# The input widgets whose whole behaviour is wtforms.widgets.Input's, with what the others
+# add to it written above (a date's bounds, a hidden password, a checked box, a number's).
+_DATE_TIME = frozenset({widgets.DateInput, widgets.TimeInput})
+_INPUTS = frozenset({widgets.TextInput, widgets.HiddenInput, widgets.PasswordInput,
+                     widgets.CheckboxInput, widgets.RadioInput, widgets.NumberInput,
+                     *_DATE_TIME})
 
 
 class FastRendering:

@@ -3,22 +3,30 @@ say what WTForms' own widgets and the old per-part macros said, for every shippe
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from datetime import date, time
 from html.parser import HTMLParser
 
 import pytest
 from markupsafe import escape
 from werkzeug.datastructures import MultiDict
+from wtforms import DateField, Form, StringField, TimeField
 from wtforms.meta import DefaultMeta
 
 from kaptools import notes
 from kaptools.extensions import db
 from kaptools.modality import get_registry
-from kaptools.modality.answers import answers_to_formdata, build_form, validate_note
-from kaptools.modality.editor_markup import choice_inputs, field_parts
+from kaptools.modality.answers import (
+    answers_to_formdata,
+    build_form,
+    prepare_editor,
+    validate_note,
+)
+from kaptools.modality.editor_markup import choice_inputs, field_parts, note_field
 from kaptools.modality.registry import builtin_dir, load_registry
 from kaptools.models import Note, User
-from kaptools.widgets import control
+from kaptools.widgets import FastRendering, control
 from tests import factories
 from tests.conftest import signed_in
 from tests.notes_helpers import form_payload, new_note
@@ -298,3 +306,74 @@ def test_what_the_editor_shows_is_what_it_keeps(app, integration_session, slug):
     assert resp.status_code == 302, re.findall(r'class="error"[^>]*>([^<]+)',
                                                resp.get_data(as_text=True))
     assert stored() == (version, template.sample)  # not even a new version: nothing changed
+
+
+MARK = '<i>x</i>"\'&'
+
+
+def _hostile_field(f):
+    """``f`` with every word a template author writes carrying markup and quotes."""
+    changes = {"label": f.label + MARK, "help": f.help + MARK if f.help else f.help,
+               "unit": f.unit + MARK if f.unit else f.unit,
+               "placeholder": f.placeholder + MARK if f.placeholder else f.placeholder,
+               "suggestions": tuple(s + MARK for s in f.suggestions),
+               "choices": tuple(dataclasses.replace(c, label=c.label + MARK)
+                                for c in f.choices),
+               "fields": tuple(_hostile_field(sub) for sub in f.fields)}
+    if f.type == "group":
+        changes["item_label"] = f.item_label + MARK
+    if f.scale is not None:
+        changes["scale"] = dataclasses.replace(
+            f.scale, name=f.scale.name + MARK,
+            anchors=tuple((value, label + MARK) for value, label in f.scale.anchors))
+    return dataclasses.replace(f, **changes)
+
+
+def test_the_editor_escapes_every_word_a_template_brings(app):
+    """Labels, help, units, placeholders, suggestions, options, scale names and anchors, row
+    names and a group's messages: markup in them is shown as text, never taken as markup."""
+    with app.test_request_context():
+        for shipped in get_registry().current():
+            template = dataclasses.replace(shipped, sections=tuple(
+                dataclasses.replace(s, fields=tuple(_hostile_field(f) for f in s.fields))
+                for s in shipped.sections))
+            form = build_form(template, answers=template.sample)
+            prepare_editor(form)
+            html = "".join(str(note_field(f, form[f.key], {form[f.key].name: [MARK]}))
+                           for f in template.fields)
+            assert "<i>" not in html, template.slug
+            assert "&lt;i&gt;x&lt;/i&gt;&#34;&#39;&amp;" in html, template.slug
+
+
+class _Bounds:
+    """A validator that only sets flags (as a date-range check would set min and max)."""
+
+    def __init__(self, **flags) -> None:
+        self.field_flags = flags
+
+    def __call__(self, form, field) -> None:
+        pass
+
+
+def test_attribute_names_date_bounds_and_refusals_follow_wtforms(app):
+    """render_kw and call attributes with class_/data_ names (the call wins), a date's and a
+    time's bounds in the field's format, and a name WTForms refuses."""
+
+    class Sample(Form):
+        class Meta(FastRendering):
+            pass
+
+        day = DateField(render_kw={"class": "rk", "data_x": "1"},
+                        validators=[_Bounds(min=date(2026, 1, 2), max=date(2026, 12, 31))])
+        at = TimeField(validators=[_Bounds(min=time(9, 30))])
+        words = StringField(render_kw={"class_": "rk", "data-y": "2"})
+
+    with app.test_request_context():
+        form = Sample()
+        for field in form:
+            for attrs in ({}, {"class_": "call", "data_y": HOSTILE, "aria_invalid": "true"},
+                          {"max": date(2027, 3, 4), "min": time(8, 5)}):
+                assert str(field(**attrs)) == wtforms_writes(field, attrs), (field.name, attrs)
+        assert 'min="09:30"' in str(form.at()) and 'min="2026-01-02"' in str(form.day())
+        with pytest.raises(TypeError):
+            form.words(name="elsewhere")

@@ -51,7 +51,7 @@ def statements_during(call) -> list[str]:
 def test_points_are_the_signed_totals_and_a_second_page_reads_no_answers(app):
     with app.app_context():
         load_demo()
-        outcomes._SCORED.clear()
+        get_registry().scored.clear()
         ids = list(db.session.scalars(select(Course.id)))
         first = outcomes.courses_outcomes(ids)
         assert first == reference(ids) and sum(map(len, first.values())) >= 6
@@ -83,3 +83,17 @@ def test_points_are_the_signed_totals_and_a_second_page_reads_no_answers(app):
         dropped = outcomes.courses_outcomes(ids)
         assert dropped == reference(ids)
         assert sum(map(len, dropped.values())) == sum(map(len, added.values())) - 1
+
+
+def test_a_full_store_loses_no_point(app, monkeypatch):
+    """Past its bound the store is emptied, even in the middle of a page: every point of
+    that page still comes out."""
+    monkeypatch.setattr(outcomes, "_SCORED_AT_MOST", 3)
+    with app.app_context():
+        load_demo()
+        ids = list(db.session.scalars(select(Course.id)))
+        expected = reference(ids)
+        assert sum(map(len, expected.values())) > 3
+        for _ in range(3):
+            assert outcomes.courses_outcomes(ids) == expected
+            assert len(get_registry().scored) <= sum(map(len, expected.values()))

@@ -70,8 +70,8 @@ class _Words:
 
     badges: dict[str, Markup]
     required: str  # the "required" mark after a label
-    not_rated: str
-    no_answer: str
+    not_rated: Markup
+    no_answer: Markup
 
 
 @lru_cache(maxsize=8)
@@ -82,8 +82,15 @@ def _words(key: tuple[str, str]) -> _Words:
                   ("client", _("May appear on the client's handout"), _("client handout")),
                   ("private", _("Only you can see this; never printed or reviewed"),
                    _("private · only you")))}
-    return _Words(badges=badges, required=f' <span class="req">{escape(_("required"))}</span>',
-                  not_rated=str(escape(_("not rated"))), no_answer=str(escape(_("no answer"))))
+    return _Words(badges=badges, required=f' <span class="req">{Markup(_("required"))}</span>',
+                  not_rated=Markup(_("not rated")), no_answer=Markup(_("no answer")))
+
+
+def _said(translated: str, **values: Any) -> Markup:
+    """A message (``_(message)``, not yet filled in) as a page template says it: the
+    catalogue's text is trusted (it may hold markup, as {% trans %} allows); the values put
+    into it are escaped."""
+    return Markup(translated) % values
 
 
 def _show_if(f: Any, wt: Any) -> Markup:
@@ -187,7 +194,7 @@ def _field(out: list[str], f: Any, wt: Any, group_errors: dict, words: _Words) -
 
 def _group(out: list[str], f: Any, wt: Any, parts: FieldParts, group_errors: dict,
            words: _Words) -> None:
-    at_least = f' <span class="req">{escape(_("at least %(number)s", number=f.min_items))}' \
+    at_least = f' <span class="req">{_said(_("at least %(number)s"), number=f.min_items)}' \
         "</span>" if f.min_items else ""
     out.append(
         f'<fieldset class="group" id="{escape(wt.id)}" data-group="{escape(f.key)}" '
@@ -207,9 +214,9 @@ def _group(out: list[str], f: Any, wt: Any, parts: FieldParts, group_errors: dic
         out.append(f'<template data-row-template data-placeholder="{placeholder}">')
         _row(out, f, blank, wt.row_placeholder, "", {}, words)
         out.append("</template>\n")
-    adding = _("To add a %(item)s, fill the empty one and save; to remove one, clear its "
-               "answers and save.", item=f.item_label.lower())
-    out.append(f'<p class="help no-js-only">{escape(adding)}</p>\n</fieldset>\n')
+    adding = _said(_("To add a %(item)s, fill the empty one and save; to remove one, clear "
+                     "its answers and save."), item=f.item_label.lower())
+    out.append(f'<p class="help no-js-only">{adding}</p>\n</fieldset>\n')
 
 
 def _row(out: list[str], f: Any, row_form: Any, index: Any, number: Any,

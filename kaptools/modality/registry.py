@@ -23,6 +23,9 @@ class Registry:
     shared: Shared = field(default_factory=Shared)
     templates: dict[tuple[str, int], Template] = field(default_factory=dict)
     problems: list[TemplateProblem] = field(default_factory=list)
+    # Scores of signed notes, kept by kaptools.outcomes for as long as these templates are
+    # the app's (a signed note never changes; see courses_outcomes).
+    scored: dict = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, slug: str, version: int) -> Template | None:
         return self.templates.get((slug, version))
