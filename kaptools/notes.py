@@ -12,7 +12,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, inspect, select
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.datastructures import MultiDict
 
 from . import audit
@@ -106,6 +107,31 @@ def private_answers(note: Note, user: User) -> dict[str, Any]:
 # Built once: the author's every view of a note asks for it (only the answers, always read
 # afresh from the database).
 _PRIVATE_ANSWERS = select(PrivateNote.answers).where(PrivateNote.note_id == bindparam("note_id"))
+
+
+def signatures(note: Note) -> list[Signature]:
+    """The note's signatures, oldest first (its author's, then any co-signature)."""
+    if note.state == NoteState.DRAFT:
+        return []  # a draft has no signature
+    return list(db.session.scalars(_SIGNATURES, {"note_id": note.id}))
+
+
+# Built once: every signed note's page and every record export asks for them.
+_SIGNATURES = (select(Signature).where(Signature.note_id == bindparam("note_id"))
+               .order_by(Signature.signed_at, Signature.id))
+
+
+def load_addenda(note: Note) -> None:
+    """Give ``note.addenda`` its rows from a statement built once (none for a draft, which
+    cannot have one), so the page reading it does not build a lazy load per view."""
+    if "addenda" not in inspect(note).unloaded:
+        return
+    found = [] if note.state == NoteState.DRAFT else \
+        list(db.session.scalars(_ADDENDA, {"note_id": note.id}))
+    set_committed_value(note, "addenda", found)
+
+
+_ADDENDA = select(Addendum).where(Addendum.note_id == bindparam("note_id")).order_by(Addendum.id)
 
 
 def create_note(therapy_session: TherapySession, author: User, template: Template,

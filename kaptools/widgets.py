@@ -3,9 +3,10 @@
 ``wtforms.widgets.html_params`` formats every attribute with ``Markup.format`` (Python's
 string formatter, per attribute): on the editor of a long note that was a third of the
 page's time. ``control`` writes the same string for the widgets the app uses (text, number,
-date, time and hidden inputs, text areas, single drop-downs) and hands any other widget to
-WTForms. ``FastRendering`` makes it every form's renderer (WTForms' ``Meta.render_field``
-hook), so ``{{ form.field }}`` and ``field(**attrs)`` in templates use it too.
+date, time, hidden, password, checkbox and radio inputs, text areas, single drop-downs) and
+hands any other widget to WTForms. ``FastRendering`` makes it every form's renderer
+(WTForms' ``Meta.render_field`` hook), so ``{{ form.field }}`` and ``field(**attrs)`` in
+templates use it too.
 tests/test_editor_markup.py compares it with WTForms' widgets, string for string.
 """
 

@@ -25,6 +25,7 @@ from fhir.resources.R4B.provenance import Provenance
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from .. import notes
 from ..extensions import db
 from ..fhir import questionnaire, questionnaire_response
 from ..fhir.library import written_by_library
@@ -140,7 +141,7 @@ def client_bundle(client: Client) -> dict[str, Any]:
                 response["subject"] = {"reference": patient, "type": "Patient"}
                 response["encounter"] = {"reference": encounter, "type": "Encounter"}
                 target = _add_prebuilt(entries, response)
-                for signature in _signatures(note):
+                for signature in notes.signatures(note):
                     add(Provenance, _provenance(target, note, signature))
     for template in used.values():
         _add_prebuilt(entries, questionnaire(template))
@@ -155,11 +156,6 @@ def _add_prebuilt(entries: list, resource: dict[str, Any]) -> str:
     resource.pop("id", None)  # the full URL names it inside the Bundle
     entries.append({"fullUrl": full_url, "resource": resource})
     return full_url
-
-
-def _signatures(note: Note) -> list[Signature]:
-    return list(db.session.scalars(select(Signature).where(Signature.note_id == note.id)
-                                   .order_by(Signature.signed_at, Signature.id)))
 
 
 def _provenance(target: str, note: Note, signature: Signature) -> dict[str, Any]:

@@ -16,9 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
 
@@ -39,7 +37,7 @@ from ..modality.answers import (
     prepare_editor,
     validate_note,
 )
-from ..models import Addendum, Note, NoteState, Signature
+from ..models import Note, NoteState
 from ..timeutil import shown
 from ..web import current_scope, shown_and_recorded
 
@@ -49,30 +47,6 @@ log = logging.getLogger("kaptools.notes")
 
 class SignBlocked(Exception):
     """Signing must wait for a supervisor's approval of this version."""
-
-
-def found_signatures(note: Note) -> list[Signature]:
-    if note.state == NoteState.DRAFT:
-        return []  # a draft has no signature
-    return list(db.session.scalars(_SIGNATURES, {"note_id": note.id}))
-
-
-# Built once: every signed note's page asks for them.
-_SIGNATURES = (select(Signature).where(Signature.note_id == bindparam("note_id"))
-               .order_by(Signature.signed_at))
-
-
-def load_addenda(note: Note) -> None:
-    """Give ``note.addenda`` its rows from a statement built once (none for a draft, which
-    cannot have one), so the page reading it does not build a lazy load per view."""
-    if "addenda" not in inspect(note).unloaded:
-        return
-    found = [] if note.state == NoteState.DRAFT else \
-        list(db.session.scalars(_ADDENDA, {"note_id": note.id}))
-    set_committed_value(note, "addenda", found)
-
-
-_ADDENDA = select(Addendum).where(Addendum.note_id == bindparam("note_id")).order_by(Addendum.id)
 
 
 def template_of(note: Note):
@@ -329,13 +303,13 @@ def _refuse_locked(found: Note, template):
 def _show(found: Note, template, status: int = 200, **forms):
     forms.setdefault("addendum_form", AddendumForm(formdata=None))
     forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
-    load_addenda(found)
+    notes.load_addenda(found)
     return shown_and_recorded(render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=notes.private_answers(found, current_user),
         scores=compute_scores(template, found.answers), hash_check=notes.verify_hash(found),
         is_author=found.author_id == current_user.id,
-        cosignatures=[s for s in found_signatures(found) if s.kind == "cosign"],
+        cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"],
         saved_editor=session.pop("saved_editor", None), **forms,
         **_review_context(found)), "note.viewed", found,
         found.session.course.client.code), status
