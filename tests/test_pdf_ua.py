@@ -18,7 +18,7 @@ from kaptools import documents
 from kaptools.demo import load_demo
 from kaptools.extensions import db
 from kaptools.models import Course
-from kaptools.rendering.assemble import assemble
+from kaptools.rendering.assemble import PREPARED, assemble, prepare_part
 from kaptools.rendering.weasy import html_to_pdf
 
 
@@ -53,16 +53,27 @@ PART = ('<html lang="en"><head><title>Doc</title><style>@page {{ @top-left {{ co
         '</tbody></table></body></html>')
 
 
-def test_joined_parts_keep_one_structure_tree_in_page_order():
-    """Three tagged parts, each with a running head and a table, assembled: one root and
+@pytest.mark.parametrize("how", ["as laid out", "prepared where laid out",
+                                 "prepared, one part twice"])
+def test_joined_parts_keep_one_structure_tree_in_page_order(how):
+    """Tagged parts, each with a running head and a table, assembled: one root and
     one Document element holding every part's content, marked-content keys renumbered so
     that no two pages share one, table header ids unique across parts, and a link from the
-    first part to an anchor in the last resolved to that page."""
+    first part to an anchor in the last resolved to that page. The same whether the parts
+    were made ready to be joined in the render child (as a summary's parts are) or not
+    (parts stored before that), and when one prepared part appears twice."""
     htmls = [PART.format('<h1>First</h1><p><a href="kaptools-goto:third">to the third part'
                          '</a></p>'),
              PART.format('<h2>Second</h2><p>middle</p>'),
              PART.format('<h2 id="third">Third</h2><p>end</p>')]
     parts = [html_to_pdf(h, pdf_ua=True) for h in htmls]
+    if how != "as laid out":
+        parts = [prepare_part(p, f"k{i}-") for i, p in enumerate(parts)]
+        for part in parts:  # what joining needs travels with the stored part
+            with pikepdf.open(io.BytesIO(part)) as opened:
+                assert PREPARED in opened.Root.StructTreeRoot
+    if how == "prepared, one part twice":
+        parts.insert(1, parts[1])
     whole = assemble(parts, [], "Doc")
     assert ua_failures(whole) == []
     pdf = pikepdf.open(io.BytesIO(whole))
@@ -72,7 +83,8 @@ def test_joined_parts_keep_one_structure_tree_in_page_order():
     root = pdf.Root.StructTreeRoot
     assert root.K.S == pikepdf.Name.Document
     headings = [str(k.S) for k in root.K.K if str(k.S).startswith("/H")]
-    assert headings == ["/H1", "/H2", "/H2"]
+    assert headings == ["/H1"] + ["/H2"] * (len(parts) - 1)
+    assert all(PREPARED not in o for o in objects)  # the parts' private key stays behind
     # Every element reaches the one root through its parents.
     for element in objects:
         if "/S" in element and "/P" in element:
@@ -81,16 +93,17 @@ def test_joined_parts_keep_one_structure_tree_in_page_order():
                 node = node.P
             assert node.objgen == root.objgen
     ids = [str(o.ID) for o in objects if "/S" in o and "/ID" in o]
-    assert len(ids) == len(set(ids)) >= 6  # two header cells in each of three parts
+    assert len(ids) == len(set(ids)) >= 2 * len(parts)  # two header cells in each part
     for o in objects:
         attributes = o.get("/A") if "/S" in o else None
         for attribute in attributes if isinstance(attributes, pikepdf.Array) else [attributes]:
             if isinstance(attribute, pikepdf.Dictionary) and "/Headers" in attribute:
                 assert {str(h) for h in attribute.Headers} <= set(ids)
     keys = [int(p.obj.StructParents) for p in pdf.pages]
-    assert len(set(keys)) == len(keys) == 3
+    assert len(set(keys)) == len(keys) == len(parts)
     nums = list(root.ParentTree.Nums)
     assert {int(k) for k in nums[::2]} >= set(keys)  # every page's key is in the tree
     link = next(a for a in pdf.pages[0].obj.Annots if a.get("/Subtype") == pikepdf.Name.Link)
-    assert link.A.S == pikepdf.Name.GoTo and link.A.D[0].objgen == pdf.pages[2].obj.objgen
-    assert str(link.Contents) == "Go to page 3"
+    last = len(parts) - 1
+    assert link.A.S == pikepdf.Name.GoTo and link.A.D[0].objgen == pdf.pages[last].obj.objgen
+    assert str(link.Contents) == f"Go to page {last + 1}"

@@ -153,6 +153,34 @@ def test_one_signed_session_lays_out_only_what_changed(app, maya, demo_course):
     assert all(f"Page {i} of {len(pages)}" in text for i, text in enumerate(pages, 1))
 
 
+def test_a_summarys_parts_are_stored_ready_to_be_joined(app, maya, demo_course):
+    """Each session's part is made ready to be joined in the render child that laid it
+    out (its structure tree walked there, in parallel with the other parts) and stored
+    that way, so that putting a document together never walks a stored part again; the
+    IDs of every part carry the part's own prefix."""
+    import pikepdf
+
+    from kaptools.rendering.assemble import PREPARED
+
+    pdf = wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
+    with app.app_context():
+        parts = db.session.scalars(select(RenderedPdf).where(RenderedPdf.scope == "part"))
+        prefixes = set()
+        for row in parts:
+            part = pikepdf.open(io.BytesIO(row.pdf))
+            tree = part.Root.get("/StructTreeRoot")
+            if tree is None:  # a page-number overlay: untagged, laid over the pages
+                continue
+            assert PREPARED in tree, row.key
+            prefixes.add(str(tree[PREPARED].Prefix))
+    assert len(prefixes) > 10  # the cover and each of the course's sessions
+    whole = pikepdf.open(io.BytesIO(pdf))
+    ids = [str(o.ID) for o in whole.objects
+           if isinstance(o, pikepdf.Dictionary) and "/S" in o and "/ID" in o]
+    assert ids and len(ids) == len(set(ids))
+    assert {i.split("-")[0] + "-" for i in ids} <= prefixes
+
+
 def test_an_assembled_document_keeps_its_bookmarks(app, maya, demo_course):
     pdf = wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
     reader = PdfReader(io.BytesIO(pdf))
@@ -173,3 +201,32 @@ def test_render_jobs_belong_to_the_person_who_asked(app, maya, demo_course):
     ruth.login("ruth", "demo-ruth-okafor")  # Maya's supervisor: may read, not take
     for url in (f"/renders/{job.id}", f"/renders/{job.id}.json", f"/renders/{job.id}/pdf"):
         assert ruth.get(url).status_code == 404, url
+
+
+def test_work_given_to_do_meanwhile_runs_once_while_the_children_lay_out(app):
+    """The page-number overlays are laid out in the children while this process joins the
+    parts: ``meanwhile`` runs once, after the parts were handed out and before any is
+    collected; it runs when there is nothing to lay out as well; and when it fails, the
+    caller hears of it (the parts handed out are not waited for)."""
+    from kaptools.rendering.engine import Limits, PartJob, render_parts
+
+    page = "<!doctype html><html lang='en'><title>t</title><p>{}</p></html>"
+    parts = [PartJob(f"p{i}", page.format(i)) for i in range(3)]
+    limits = Limits(seconds=120, memory_mb=1536, processes=2, max_pages=100)
+    seen: list[str] = []
+    render_parts(parts, limits, time.monotonic() + 120,
+                 lambda key, pdf, pages: seen.append(key), meanwhile=lambda: seen.append("m"))
+    assert seen[0] == "m" and sorted(seen[1:]) == ["p0", "p1", "p2"]
+
+    seen.clear()
+    render_parts([], limits, time.monotonic() + 120, lambda *a: seen.append("done"),
+                 meanwhile=lambda: seen.append("m"))
+    assert seen == ["m"]
+
+    def fails() -> None:
+        raise ValueError("joining failed")
+
+    with pytest.raises(ValueError, match="joining failed"):
+        render_parts(parts, limits, time.monotonic() + 120, lambda *a: seen.append("done"),
+                     meanwhile=fails)
+    assert "done" not in seen

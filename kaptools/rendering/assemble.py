@@ -4,6 +4,15 @@ Pages follow one another in order; each part's bookmarks are kept, under one boo
 for the whole document; the page numbers ("Page x of y") and the document's content
 hash are laid over every page as artifacts, so assistive technology does not read them
 as content and no part has to be laid out again when the page count changes.
+
+The work is split so that little of it waits on anything else:
+
+- ``prepare_part`` runs where a part is laid out (in a render child, beside the other
+  parts): it walks the part's structure tree once and stores what joining needs with the
+  part, so a stored part is never walked again;
+- ``Assembly`` joins the parts while the page-number overlays are still being laid out
+  (they need the page count, so they come last), and ``finish`` lays the overlays over
+  the pages and writes the whole.
 """
 
 from __future__ import annotations
@@ -13,7 +22,11 @@ import io
 import pikepdf
 from pikepdf import Array, Dictionary, Name, NameTree, NumberTree, OutlineItem, Page, Pdf
 
-from ..i18n import _
+# What ``prepare_part`` leaves in a part's StructTreeRoot: the prefix its element IDs
+# carry, and its elements whose parent was the part's own root or Document (detached
+# from it, to be hung under the whole document's Document element). A private key of
+# stored parts; it is never copied into an assembled document.
+PREPARED = "/KaptoolsJoin"
 
 
 def assemble(parts: list[bytes], overlays: list[bytes], title: str,
@@ -25,51 +38,95 @@ def assemble(parts: list[bytes], overlays: list[bytes], title: str,
     none of its own."""
     if len(parts) == 1 and not overlays and keywords is None:
         return parts[0]
-    out = Pdf.new()
-    bookmarks: list[OutlineItem] = []
-    sources = []  # kept open until the result is written: its pages refer to them
-    placed = []  # (source, index of its first page in the result)
-    for data in parts:
-        source = Pdf.open(io.BytesIO(data))
-        sources.append(source)
-        start = len(out.pages)
-        bookmarks += _outline(source, start)
-        out.pages.extend(source.pages)
-        placed.append((source, start))
-        if start == 0:
-            with out.open_metadata(set_pikepdf_as_editor=False) as meta:
-                meta.load_from_docinfo(source.docinfo)
-            for key, value in source.docinfo.items():
-                out.docinfo[key] = value
-    if all("/StructTreeRoot" in source.Root for source, _ in placed):
-        _join_structure(out, placed)
-    _resolve_links(out, placed)
-    if overlays:
-        stamps = []
-        for data in overlays:
-            source = Pdf.open(io.BytesIO(data))
-            sources.append(source)
-            stamps += source.pages
-        if len(stamps) != len(out.pages):
-            raise ValueError(f"the overlays have {len(stamps)} pages for {len(out.pages)}")
-        for page, stamp in zip(out.pages, stamps, strict=True):
-            _mark_as_artifact(stamp)
-            page.add_overlay(stamp)
-    with out.open_outline() as outline:
-        whole = OutlineItem(title, 0)
-        whole.children.extend(bookmarks)
-        outline.root.append(whole)
-    out.Root.PageMode = Name.UseOutlines
-    if keywords:
-        out.docinfo["/Keywords"] = keywords
-        with out.open_metadata(set_pikepdf_as_editor=False) as meta:
-            meta["pdf:Keywords"] = keywords
-    buffer = io.BytesIO()
-    out.save(buffer, compress_streams=True,
-             object_stream_mode=pikepdf.ObjectStreamMode.generate)
-    for source in sources:
-        source.close()
-    return buffer.getvalue()
+    return Assembly(parts).finish(overlays, title, keywords)
+
+
+class Assembly:
+    """``parts`` joined in order: pages, bookmarks, one structure tree, links resolved.
+    ``finish`` adds the overlays and the metadata and writes the PDF; ``close`` lets go
+    of the parts when it is not called."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.out = out = Pdf.new()
+        self.bookmarks: list[OutlineItem] = []
+        self.sources: list[Pdf] = []  # kept open until the result is written
+        placed = []  # (source, index of its first page in the result)
+        try:
+            for data in parts:
+                source = Pdf.open(io.BytesIO(data))
+                self.sources.append(source)
+                start = len(out.pages)
+                self.bookmarks += _outline(source, start)
+                out.pages.extend(source.pages)
+                placed.append((source, start))
+                if start == 0:
+                    with out.open_metadata(set_pikepdf_as_editor=False) as meta:
+                        meta.load_from_docinfo(source.docinfo)
+                    for key, value in source.docinfo.items():
+                        out.docinfo[key] = value
+            if all("/StructTreeRoot" in source.Root for source, _ in placed):
+                _join_structure(out, placed)
+            _resolve_links(out, placed)
+        except BaseException:
+            self.close()
+            raise
+
+    def finish(self, overlays: list[bytes], title: str, keywords: str | None) -> bytes:
+        out = self.out
+        try:
+            if overlays:
+                stamps = []
+                for data in overlays:
+                    source = Pdf.open(io.BytesIO(data))
+                    self.sources.append(source)
+                    stamps += source.pages
+                if len(stamps) != len(out.pages):
+                    raise ValueError(f"the overlays have {len(stamps)} pages for "
+                                     f"{len(out.pages)}")
+                for page, stamp in zip(out.pages, stamps, strict=True):
+                    _mark_as_artifact(stamp)
+                    page.add_overlay(stamp)
+            with out.open_outline() as outline:
+                whole = OutlineItem(title, 0)
+                whole.children.extend(self.bookmarks)
+                outline.root.append(whole)
+            out.Root.PageMode = Name.UseOutlines
+            if keywords:
+                out.docinfo["/Keywords"] = keywords
+                with out.open_metadata(set_pikepdf_as_editor=False) as meta:
+                    meta["pdf:Keywords"] = keywords
+            buffer = io.BytesIO()
+            out.save(buffer, compress_streams=True,
+                     object_stream_mode=pikepdf.ObjectStreamMode.generate)
+            return buffer.getvalue()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Let go of the parts (again is harmless)."""
+        for source in self.sources:
+            source.close()
+        self.sources = []
+
+
+def prepare_part(data: bytes, prefix: str) -> bytes:
+    """A tagged part made ready to be joined, where it was laid out: its element IDs
+    (table headers) and the /Headers that name them carry ``prefix`` (unique to the part:
+    each part numbers its own IDs from scratch), and the elements whose parent is the
+    part's own root or Document are detached from it and listed (see ``PREPARED``).
+    An untagged part comes back as it was."""
+    with Pdf.open(io.BytesIO(data)) as source:
+        if "/StructTreeRoot" not in source.Root:
+            return data
+        tree = source.Root.StructTreeRoot
+        kids, entries, tops = _top_level(tree)
+        elements = _elements(kids, entries)
+        detached = _detach(elements, tops)
+        _prefix_ids(elements, prefix)
+        tree[PREPARED] = Dictionary(Prefix=pikepdf.String(prefix), Detached=Array(detached))
+        buffer = io.BytesIO()
+        source.save(buffer)
+        return buffer.getvalue()
 
 
 def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
@@ -80,31 +137,22 @@ def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
     nums = Array()
     role_map = Dictionary()
     next_key = 0
+    prefixes: set[str] = set()
     for number, (source, start) in enumerate(placed):
         tree = source.Root.StructTreeRoot
         offset = next_key
-        top = tree.K if isinstance(tree.K, Array) else Array([tree.K])
-        tops = {tree.objgen} | {e.objgen for e in top if isinstance(e, Dictionary)}
-        kids = []
-        for element in top:
-            inner = element.get("/K") if element.get("/S") == Name.Document else None
-            if inner is None:
-                kids.append(element)
-            else:
-                kids += list(inner) if isinstance(inner, Array) else [inner]
-        entries = list(NumberTree(tree.ParentTree).items()) if "/ParentTree" in tree else []
-        # Elements whose parent is the part's own Document or root — its top-level content,
-        # and running heads that sit in the parent tree only — are detached before copying,
-        # so that nothing above them (a second root) is copied, and hung under the one
-        # Document afterwards.
-        detached = []
-        elements = _elements(kids, entries)  # walked once: the part's trees are large
-        for element in elements:
-            parent = element.get("/P")
-            if isinstance(parent, Dictionary) and parent.objgen in tops:
-                del element["/P"]
-                detached.append(element)
-        _prefix_ids(elements, f"p{number}-")
+        kids, entries, tops = _top_level(tree)
+        prepared = tree.get(PREPARED)
+        if prepared is None:
+            # Not prepared where it was laid out: walked here, the same way.
+            elements = _elements(kids, entries)
+            detached = _detach(elements, tops)
+            _prefix_ids(elements, f"p{number}-")
+        else:
+            detached = list(prepared.Detached)
+            if str(prepared.Prefix) in prefixes:  # the same part twice: IDs made unique
+                _prefix_ids(_elements(kids, entries), f"p{number}-")
+            prefixes.add(str(prepared.Prefix))
         for kid in kids:
             if isinstance(kid, Dictionary):
                 document.K.append(_copy(out, kid))
@@ -139,6 +187,36 @@ def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
         out.Root.Lang = first.Lang
     if "/Metadata" in first:  # it declares PDF/UA-1 (pdfuaid:part) and the title
         out.Root.Metadata = out.copy_foreign(first.Metadata)
+
+
+def _top_level(tree: Dictionary) -> tuple[list, list, set]:
+    """A part's top-level content elements (those under its Document element, or the
+    root's own), its parent-tree entries, and the objects that are its root and
+    top-level elements."""
+    top = tree.K if isinstance(tree.K, Array) else Array([tree.K])
+    tops = {tree.objgen} | {e.objgen for e in top if isinstance(e, Dictionary)}
+    kids = []
+    for element in top:
+        inner = element.get("/K") if element.get("/S") == Name.Document else None
+        if inner is None:
+            kids.append(element)
+        else:
+            kids += list(inner) if isinstance(inner, Array) else [inner]
+    entries = list(NumberTree(tree.ParentTree).items()) if "/ParentTree" in tree else []
+    return kids, entries, tops
+
+
+def _detach(elements: list[Dictionary], tops: set) -> list[Dictionary]:
+    """Elements whose parent is the part's own Document or root — its top-level content,
+    and running heads that sit in the parent tree only — detached, so that copying them
+    copies nothing above them (a second root); they are hung under the one Document."""
+    detached = []
+    for element in elements:
+        parent = element.get("/P")
+        if isinstance(parent, Dictionary) and parent.objgen in tops:
+            del element["/P"]
+            detached.append(element)
+    return detached
 
 
 def _elements(kids: list, entries: list) -> list[Dictionary]:
@@ -200,6 +278,8 @@ GOTO_SCHEME = "kaptools-goto:"
 
 
 def _resolve_links(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
+    from ..i18n import _  # here: render children import this module for prepare_part
+
     destinations = {}
     for source, start in placed:
         names = source.Root.get("/Names")

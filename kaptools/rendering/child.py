@@ -69,10 +69,16 @@ def _near_memory_limit() -> bool:
     return pages * resource.getpagesize() > 0.85 * soft
 
 
-def render(html: str, pdf_ua: bool) -> tuple:
-    """("ok", pdf, pages), ("memory",) or ("error", message) — never raises."""
+def render(html: str, pdf_ua: bool, join_prefix: str | None = None) -> tuple:
+    """("ok", pdf, pages), ("memory",) or ("error", message) — never raises. A part of a
+    longer document (``join_prefix``) is also made ready to be joined, here, in parallel
+    with the other parts (see ``assemble.prepare_part``)."""
     try:
         pdf, pages = weasy.render_pdf(html, pdf_ua=pdf_ua)
+        if join_prefix is not None:
+            from .assemble import prepare_part
+
+            pdf = prepare_part(pdf, join_prefix)
         return ("ok", pdf, pages)
     except MemoryError:
         return ("memory",)

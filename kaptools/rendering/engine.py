@@ -56,6 +56,7 @@ class PartJob:
     key: str
     html: str
     pdf_ua: bool = False
+    join_prefix: str | None = None  # a part of a longer document: prepared for joining
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -86,7 +87,8 @@ class _Pool:
         """
         with self._lock:
             executor = self._current(limits, len(parts))
-            pending = {executor.submit(_child_render, part.html, part.pdf_ua): part
+            pending = {executor.submit(_child_render, part.html, part.pdf_ua,
+                                       part.join_prefix): part
                        for part in parts}
             return pending, self.generation
 
@@ -154,8 +156,10 @@ _POOL = _Pool()
 
 
 def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
-                 done: Callable[[str, bytes, int], None]) -> None:
-    """Render every part, calling ``done(key, pdf, pages)`` as each finishes.
+                 done: Callable[[str, bytes, int], None],
+                 meanwhile: Callable[[], None] | None = None) -> None:
+    """Render every part, calling ``done(key, pdf, pages)`` as each finishes, and
+    ``meanwhile()`` once, in this process, while the children work.
 
     Raises RenderLimitExceeded when the deadline passes, a child runs out of memory, or
     a part fails to render; on a deadline the children are killed.
@@ -166,6 +170,14 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
     retried = False
     while waiting:
         pending, generation = _POOL.submit(waiting, limits)
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:
+                for future in pending:
+                    future.cancel()  # those not started yet
+                raise
+            meanwhile = None
         try:
             waiting = _collect(pending, limits, deadline, done)
         except BrokenProcessPool as exc:
@@ -184,6 +196,8 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 for future in pending:
                     future.cancel()  # those not started yet; nothing is killed
             raise
+    if meanwhile is not None:  # there was nothing to render
+        meanwhile()
 
 
 def _collect(pending: dict, limits: Limits, deadline: float, done) -> list:
@@ -218,10 +232,10 @@ def _child_start(memory_mb: int) -> None:
     child.limit_self(memory_mb)
 
 
-def _child_render(html: str, pdf_ua: bool) -> tuple:
+def _child_render(html: str, pdf_ua: bool, join_prefix: str | None = None) -> tuple:
     from . import child
 
-    return child.render(html, pdf_ua)
+    return child.render(html, pdf_ua, join_prefix)
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:

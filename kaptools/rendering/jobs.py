@@ -164,19 +164,25 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
 
     render_parts(missing, limits, deadline, part_done)
     page_count = sum(pages[k] for k in keys)
-    overlays: list[bytes] = []
-    if the_plan.overlay:
+    from .assemble import Assembly, assemble
+
+    if not the_plan.overlay:  # one part (a handout), with its own metadata
+        pdf = assemble([pdfs[k] for k in keys], [], the_plan.title)
+    else:
         progress(_("Numbering the pages"), 92)
         stamps = overlay_jobs(the_plan, page_count, limits.processes)
         made: dict[str, bytes] = {}
-        render_parts(stamps, limits, deadline, lambda key, pdf, count: made.setdefault(key, pdf))
-        overlays = [made[stamp.key] for stamp in stamps]
-    progress(_("Putting the parts together"), 96)
-    from .assemble import assemble
-
-    pdf = assemble([pdfs[k] for k in keys], overlays, the_plan.title,
-                   keywords=f"kaptools content SHA-256 {the_plan.content_hash}"
-                   if the_plan.overlay else None)  # one part (a handout) has its own
+        joined: list[Assembly] = []
+        try:
+            # The parts are joined here while the children lay out the page numbers.
+            render_parts(stamps, limits, deadline,
+                         lambda key, pdf, count: made.setdefault(key, pdf),
+                         meanwhile=lambda: joined.append(Assembly([pdfs[k] for k in keys])))
+            pdf = joined[0].finish([made[stamp.key] for stamp in stamps], the_plan.title,
+                                   keywords=f"kaptools content SHA-256 {the_plan.content_hash}")
+        finally:
+            for assembly in joined:
+                assembly.close()
     store.put(final_key, store.DOCUMENT, pdf, page_count)
     return final_key, pdf, page_count
 

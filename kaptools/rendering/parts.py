@@ -68,7 +68,11 @@ def plan(doc: Document) -> Plan:
     htmls = [render_template("print/part.html", doc=doc, part="cover", links=None)]
     htmls += [render_template("print/part.html", doc=doc, part="session", s=s, links=None)
               for s in doc.sessions]
-    parts = [PartJob(_part_key(html, True), html, pdf_ua=True) for html in htmls]
+    parts = []
+    for html in htmls:
+        key = _part_key(html, True)
+        # Made ready to be joined where it is laid out; its IDs carry its own key.
+        parts.append(PartJob(key, html, pdf_ua=True, join_prefix=f"k{key[:12]}-"))
     return Plan(doc_key(doc), parts, overlay=True, title=doc.title,
                 content_hash=doc.content_hash)
 
