@@ -230,3 +230,39 @@ def test_work_given_to_do_meanwhile_runs_once_while_the_children_lay_out(app):
         render_parts(parts, limits, time.monotonic() + 120, lambda *a: seen.append("done"),
                      meanwhile=fails)
     assert "done" not in seen
+
+
+def test_work_finished_by_the_deadline_is_kept_when_this_process_was_busy_past_it(app):
+    """The parts are joined (``meanwhile``) while the children lay out the page numbers.
+    When the joining runs past the render's deadline but every overlay is already laid
+    out, the render is not failed for time, and the children are not killed."""
+    from kaptools.rendering import engine
+    from kaptools.rendering.engine import Limits, PartJob, render_parts
+
+    page = "<!doctype html><html lang='en'><title>t</title><p>{}</p></html>"
+    limits = Limits(seconds=120, memory_mb=1536, processes=2, max_pages=100)
+    engine.warm_up(limits)
+    generation = engine._POOL.generation
+    seen: list[str] = []
+    render_parts([PartJob(f"p{i}", page.format(i)) for i in range(2)], limits,
+                 time.monotonic() + 1.0, lambda key, pdf, pages: seen.append(key),
+                 meanwhile=lambda: time.sleep(4))  # past the deadline; the parts are done
+    assert sorted(seen) == ["p0", "p1"]
+    assert engine._POOL.generation == generation  # the children were kept
+
+
+def test_parts_ready_to_be_joined_are_stored_under_keys_of_their_own(app, demo_course):
+    """A stored part made ready to be joined cannot be taken for a part laid out by code
+    from before that preparation (which would join it the old way) when both share the
+    store, as during a rolling deploy; and the same part prepared twice is the same bytes."""
+    from kaptools import documents
+    from kaptools.rendering.assemble import prepare_part
+    from kaptools.rendering.parts import _part_key, plan
+    from kaptools.rendering.weasy import html_to_pdf
+
+    with app.test_request_context():
+        the_plan = plan(documents.build("summary", db.session.get(Course, demo_course)))
+    for part in the_plan.parts:
+        assert part.join_prefix and part.key != _part_key(part.html, True)
+    pdf = html_to_pdf(the_plan.parts[1].html, pdf_ua=True)
+    assert prepare_part(pdf, "k1-") == prepare_part(pdf, "k1-")

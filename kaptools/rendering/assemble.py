@@ -125,7 +125,8 @@ def prepare_part(data: bytes, prefix: str) -> bytes:
         _prefix_ids(elements, prefix)
         tree[PREPARED] = Dictionary(Prefix=pikepdf.String(prefix), Detached=Array(detached))
         buffer = io.BytesIO()
-        source.save(buffer)
+        # The same part laid out twice is stored as the same bytes, its metadata as written.
+        source.save(buffer, fix_metadata_version=False, deterministic_id=True)
         return buffer.getvalue()
 
 

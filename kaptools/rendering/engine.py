@@ -205,12 +205,15 @@ def _collect(pending: dict, limits: Limits, deadline: float, done) -> list:
     from ..i18n import _
 
     while pending:
+        # What is finished is collected even past the deadline (this process may have been
+        # busy meanwhile); the deadline ends a render only while parts are still running.
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        finished, _waiting = wait(pending, timeout=max(0.0, remaining),
+                                  return_when=FIRST_COMPLETED)
+        if not finished:
             raise RenderLimitExceeded(
                 "time", _("it took longer than the %(seconds)s seconds a render may take",
                           seconds=format(limits.seconds, "g")))
-        finished, _waiting = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
         for future in finished:
             part = pending[future]
             outcome = future.result()  # BrokenProcessPool propagates to the caller

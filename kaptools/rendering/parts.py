@@ -70,7 +70,7 @@ def plan(doc: Document) -> Plan:
               for s in doc.sessions]
     parts = []
     for html in htmls:
-        key = _part_key(html, True)
+        key = _part_key(html, True, joined=True)
         # Made ready to be joined where it is laid out; its IDs carry its own key.
         parts.append(PartJob(key, html, pdf_ua=True, join_prefix=f"k{key[:12]}-"))
     return Plan(doc_key(doc), parts, overlay=True, title=doc.title,
@@ -91,8 +91,15 @@ def overlay_jobs(plan: Plan, pages: int, chunks: int) -> list[PartJob]:
     return jobs
 
 
-def _part_key(html: str, pdf_ua: bool) -> str:
-    return _sha(render_version() + ("ua" if pdf_ua else "") + html)
+# Parts made ready to be joined (assemble.prepare_part) are stored under keys of their own:
+# code from before that preparation, sharing the store during a rolling deploy or after
+# a rollback, never finds one and joins it the old way.
+JOIN_FORMAT = "join-1"
+
+
+def _part_key(html: str, pdf_ua: bool, joined: bool = False) -> str:
+    return _sha(render_version() + ("ua" if pdf_ua else "") + (JOIN_FORMAT if joined else "")
+                + html)
 
 
 def _sha(text: str) -> str:
