@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import abort
 from sqlalchemy import Select, bindparam, false, func, or_, select
-from sqlalchemy.orm import defer, joinedload, with_expression
+from sqlalchemy.orm import joinedload, with_expression
 
 from .extensions import db
 from .models import Client, Course, Note, Role, SupervisionRelationship, TherapySession, User
@@ -49,45 +49,17 @@ class Scope:
         return db.paginate(query.order_by(Client.code), page=page, per_page=per_page,
                            error_out=False, count=True)
 
-    def recent_clients(self, limit: int = 12) -> list[Client]:
-        """The clients whose records changed most recently."""
-        query = self._visible_clients().where(Client.archived.is_(False)) \
-            .options(joinedload(Client.therapist)).order_by(Client.id.desc()).limit(limit)
-        return list(db.session.scalars(query))
-
-    def sessions_on(self, day, limit: int = PAGE_SIZE) -> list[TherapySession]:
-        query = (
-            select(TherapySession)
-            .join(Course)
-            .where(Course.client_id.in_(self.visible_client_ids()),
-                   TherapySession.session_date == day)
-            .options(joinedload(TherapySession.course).joinedload(Course.client))
-            .order_by(TherapySession.id).limit(limit)
-        )
-        return list(db.session.scalars(query))
-
-    def my_drafts(self, limit: int = 20) -> tuple[list[Note], int]:
-        """Unsigned notes this user wrote, oldest first (at most ``limit``), and how many."""
-        where = (Note.author_id == self.user.id, Note.state == "draft")
-        query = (select(Note).where(*where)
-                 .options(defer(Note.answers),
-                          joinedload(Note.session).joinedload(TherapySession.course)
-                          .joinedload(Course.client))
-                 .order_by(Note.updated_at).limit(limit))
-        total = db.session.scalar(select(func.count(Note.id)).where(*where))
-        return list(db.session.scalars(query)), total
-
     # Single objects (404 unless visible) ------------------------------------
     # ``options`` are loader options: what the page will show, loaded with the object.
     def client(self, client_id: int, *options) -> Client:
-        if not options and (prepared := self._prepared(_CLIENT)) is not None:
+        if not options and (prepared := self.prepared(_CLIENT)) is not None:
             return _one_or_404(prepared[0], {**prepared[1], "object_id": client_id})
         query = self._visible_clients().where(Client.id == client_id).options(*options)
         return _one_or_404(query)
 
     def client_with_courses(self, client_id: int) -> Client:
         """A client with their therapist and courses (the client's page)."""
-        if (prepared := self._prepared(_CLIENT_WITH_COURSES)) is not None:
+        if (prepared := self.prepared(_CLIENT_WITH_COURSES)) is not None:
             return _one_or_404(prepared[0], {**prepared[1], "object_id": client_id})
         return self.client(client_id, *_WITH_COURSES)
 
@@ -107,7 +79,7 @@ class Scope:
         return _one_or_404(query)
 
     def note(self, note_id: int, *options) -> Note:
-        if not options and (prepared := self._prepared(_NOTE)) is not None:
+        if not options and (prepared := self.prepared(_NOTE)) is not None:
             return _one_or_404(prepared[0], {**prepared[1], "object_id": note_id})
         query = (
             select(Note)
@@ -119,9 +91,20 @@ class Scope:
         )
         return _one_or_404(query)
 
-    def _prepared(self, statements: dict[str, Select]) -> tuple[Select, dict] | None:
-        """The statement built once for this user's role, and its parameters (None for
-        an administrator or a deactivated account: they see no client)."""
+    def note_row(self, statements: dict[str, Select], note_id: int):
+        """The row of ``statements`` (made by ``note_statements``) for this note: the
+        note, then the columns asked for; 404 unless the user may see the note."""
+        if (prepared := self.prepared(statements)) is None:
+            abort(404)  # no client is visible to an administrator or a deactivated account
+        row = db.session.execute(prepared[0], {**prepared[1], "object_id": note_id}).one_or_none()
+        if row is None:
+            abort(404)
+        return row
+
+    def prepared(self, statements: dict[str, Select]) -> tuple[Select, dict] | None:
+        """The statement built once for this user's role (see ``by_role``), and its
+        parameters (None for an administrator or a deactivated account: they see no
+        client)."""
         if not self.user.active or self.user.role not in statements:
             return None
         return statements[self.user.role], {"scope_user": self.user.id, "scope_day": today()}
@@ -173,25 +156,40 @@ def _visible(role: str, user_id, on):
     return owned
 
 
-def _by_role(build) -> dict[str, Select]:
+def by_role(build) -> dict[str, Select]:
     """``build(which clients are visible)`` for each role that sees clients, built once,
-    with the user and the day as parameters: the lookups every record page starts with."""
+    with the user and the day as parameters: the lookups every record page starts with,
+    and the lists of the busiest pages. The condition is on ``Client``; ``Scope.prepared``
+    picks the user's statement and gives its parameters.
+
+    A statement built once is not built again on every request, and SQLAlchemy keeps the
+    cache key it worked out for it: on a page of a few short queries, building each
+    query and working out its key cost about as much as running it."""
     user, on = bindparam("scope_user"), bindparam("scope_day")
     return {role: build(_visible(role, user, on)) for role in (Role.THERAPIST, Role.SUPERVISOR)}
 
 
-_CLIENT = _by_role(lambda visible: select(Client).where(visible,
+_CLIENT = by_role(lambda visible: select(Client).where(visible,
                                                         Client.id == bindparam("object_id")))
 # The courses joined in the same statement: a client has a handful, and the page is one
 # round trip shorter than with a second SELECT for them.
 _WITH_COURSES = (joinedload(Client.therapist), joinedload(Client.courses))
 _CLIENT_WITH_COURSES = {role: query.options(*_WITH_COURSES) for role, query in _CLIENT.items()}
-_NOTE = _by_role(lambda visible: (
-    select(Note).join(TherapySession).join(Course)
-    .where(Note.id == bindparam("object_id"),
-           Course.client_id.in_(select(Client.id).where(visible)))
-    .options(joinedload(Note.session).joinedload(TherapySession.course)
-             .joinedload(Course.client))))
+
+
+def note_statements(*columns) -> dict[str, Select]:
+    """The scoped lookup of one note (with its session, course and client), and
+    ``columns`` worked out in the same statement, built once for each role (see
+    ``Scope.note_row``). A column may use the ``scope_user`` parameter."""
+    return by_role(lambda visible: (
+        select(Note, *columns).join(TherapySession).join(Course)
+        .where(Note.id == bindparam("object_id"),
+               Course.client_id.in_(select(Client.id).where(visible)))
+        .options(joinedload(Note.session).joinedload(TherapySession.course)
+                 .joinedload(Course.client))))
+
+
+_NOTE = note_statements()
 
 
 def _one_or_404(query: Select, params: dict | None = None):

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy import null as sa_null
 from sqlalchemy.orm import aliased
 
-from .access import Scope
+from .access import Scope, by_role
 from .extensions import db
 from .models import (
     Client,
@@ -72,37 +72,58 @@ class ReviewRow:
     comments: int
 
 
+_TODAYS_SESSIONS = by_role(lambda visible: (
+    select(TherapySession.id, TherapySession.kind, TherapySession.summary, Client.code)
+    .join(Course, Course.id == TherapySession.course_id)
+    .join(Client, Client.id == Course.client_id)
+    .where(TherapySession.session_date == bindparam("day"), visible)
+    .order_by(TherapySession.id).limit(bindparam("limit"))))
+
+
 def todays_sessions(scope: Scope, day: date, limit: int = 50) -> list[SessionRow]:
-    rows = db.session.execute(
-        select(TherapySession.id, TherapySession.kind, TherapySession.summary, Client.code)
-        .join(Course, Course.id == TherapySession.course_id)
-        .join(Client, Client.id == Course.client_id)
-        .where(TherapySession.session_date == day, Client.id.in_(scope.visible_client_ids()))
-        .order_by(TherapySession.id).limit(limit))
+    if (prepared := scope.prepared(_TODAYS_SESSIONS)) is None:
+        return []
+    statement, params = prepared
+    rows = db.session.execute(statement, {**params, "day": day, "limit": limit})
     return [SessionRow(*row) for row in rows]
+
+
+def _mine(note) -> tuple:
+    return note.author_id == bindparam("author"), note.state == NoteState.DRAFT
+
+
+_COUNTED = aliased(Note)
+# How many there are, in the same statement (evaluated once, from the index of notes in
+# use): counting in a window over the rows would join every draft to its session first.
+_DRAFTS = (select(Note.id, Note.modality, Note.template_version, Client.code,
+                  TherapySession.session_date,
+                  select(func.count()).select_from(_COUNTED).where(*_mine(_COUNTED))
+                  .scalar_subquery())
+           .join(TherapySession, TherapySession.id == Note.session_id)
+           .join(Course, Course.id == TherapySession.course_id)
+           .join(Client, Client.id == Course.client_id)
+           .where(*_mine(Note)).order_by(Note.updated_at).limit(bindparam("limit")))
 
 
 def drafts(scope: Scope, limit: int = 20) -> tuple[list[DraftRow], int]:
     """The user's unsigned notes, oldest first, and how many there are."""
-    where = (Note.author_id == scope.user.id, Note.state == NoteState.DRAFT)
-    rows = db.session.execute(
-        select(Note.id, Note.modality, Note.template_version, Client.code,
-               TherapySession.session_date)
-        .join(TherapySession, TherapySession.id == Note.session_id)
-        .join(Course, Course.id == TherapySession.course_id)
-        .join(Client, Client.id == Course.client_id)
-        .where(*where).order_by(Note.updated_at).limit(limit))
-    total = db.session.scalar(select(func.count()).select_from(Note).where(*where))
-    return [DraftRow(*row) for row in rows], total
+    rows = db.session.execute(_DRAFTS, {"author": scope.user.id, "limit": limit}).all()
+    return [DraftRow(*row[:-1]) for row in rows], rows[0][-1] if rows else 0
+
+
+_RECENT_CLIENTS = by_role(lambda visible: (
+    select(Client.id, Client.code, Client.display_name, User.display_name,
+           Client.therapist_id == bindparam("scope_user"))
+    .join(User, User.id == Client.therapist_id)
+    .where(visible, Client.archived.is_(False))
+    .order_by(Client.id.desc()).limit(bindparam("limit"))))
 
 
 def recent_clients(scope: Scope, limit: int = 12) -> list[ClientRow]:
-    rows = db.session.execute(
-        select(Client.id, Client.code, Client.display_name, User.display_name,
-               Client.therapist_id == scope.user.id)
-        .join(User, User.id == Client.therapist_id)
-        .where(Client.id.in_(scope.visible_client_ids()), Client.archived.is_(False))
-        .order_by(Client.id.desc()).limit(limit))
+    if (prepared := scope.prepared(_RECENT_CLIENTS)) is None:
+        return []
+    statement, params = prepared
+    rows = db.session.execute(statement, {**params, "limit": limit})
     return [ClientRow(*row) for row in rows]
 
 
@@ -119,15 +140,13 @@ def _review_columns(course, client):
     return columns, joins
 
 
-def review_rows(scope: Scope, *where, newest=Review.submitted_at, limit: int = 50
-                ) -> list[ReviewRow]:
-    """Reviews matching ``where`` whose subjects the user may still see, newest first.
+def review_rows(scope: Scope, ids_query: Select, params: dict) -> list[ReviewRow]:
+    """The reviews ``ids_query`` finds whose subjects the user may still see, in its order.
 
     First the matching ids (one table, its indexes; usually none), then what the list
     shows of them, in two plain queries (reviews of notes, reviews of courses).
     """
-    ids = db.session.scalars(select(Review.id).where(*where).order_by(newest.desc())
-                             .limit(limit)).all()
+    ids = db.session.scalars(ids_query, params).all()
     if not ids:
         return []
     visible = scope.visible_client_ids()
@@ -150,17 +169,24 @@ def review_rows(scope: Scope, *where, newest=Review.submitted_at, limit: int = 5
     return [found[i] for i in ids if i in found]
 
 
+def _review_ids(*where, newest) -> Select:
+    return select(Review.id).where(*where).order_by(newest.desc()).limit(bindparam("limit"))
+
+
+_WAITING = _review_ids(Review.reviewer_id == bindparam("user"),
+                       Review.status == ReviewStatus.SUBMITTED, newest=Review.submitted_at)
+_RETURNED = _review_ids(Review.submitted_by_id == bindparam("user"),
+                        Review.status == ReviewStatus.RETURNED, newest=Review.decided_at)
+
+
 def waiting_for(scope: Scope, limit: int = 20) -> list[ReviewRow]:
-    """Reviews waiting for this supervisor."""
-    return review_rows(scope, Review.reviewer_id == scope.user.id,
-                       Review.status == ReviewStatus.SUBMITTED, limit=limit)
+    """Reviews waiting for this supervisor, newest first."""
+    return review_rows(scope, _WAITING, {"user": scope.user.id, "limit": limit})
 
 
 def returned_to(scope: Scope, limit: int = 20) -> list[ReviewRow]:
     """The user's notes and courses a supervisor returned, not yet sent again."""
-    returned = review_rows(scope, Review.submitted_by_id == scope.user.id,
-                           Review.status == ReviewStatus.RETURNED,
-                           newest=Review.decided_at, limit=limit)
+    returned = review_rows(scope, _RETURNED, {"user": scope.user.id, "limit": limit})
     if not returned:
         return []
     # Only the latest round of each note or course counts (a later one may be waiting).

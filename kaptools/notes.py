@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.datastructures import MultiDict
 
 from . import audit
+from .access import Scope, note_statements
 from .extensions import db
 from .i18n import _, ngettext
 from .modality.schema import Template
@@ -26,6 +27,7 @@ from .models import (
     NoteAutosave,
     NoteState,
     PrivateNote,
+    Review,
     Signature,
     TherapySession,
     User,
@@ -94,6 +96,48 @@ def cosign_hash(note: Note, cosigner_id: int, review_id: int, at) -> str:
     return hashlib.sha256(canonical_json({
         "note_hash": content_hash(note), "cosigner_id": cosigner_id,
         "review_id": review_id, "at": at.isoformat()}).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NotePage:
+    """A note as its page (the editor, or the reading view) opens it: with what else the
+    page needs to know, read in the same statement as the note. Most notes have no
+    addendum, co-signature, review or kept editor state: the page asks for those only
+    when there is one, so a page costs the same few statements for any note."""
+
+    note: Note
+    private: dict[str, Any]  # the author's process notes ({} for anyone else)
+    has_addenda: bool
+    cosigned: bool
+    reviewed: bool  # sent for review at least once
+    autosaved: bool  # this user has an editor state kept for it
+
+
+def _exists(model, *where):
+    return select(model.id).where(model.note_id == Note.id, *where).correlate(Note).exists()
+
+
+# Built once for each role (``access.note_statements``). The private answers come only
+# when the reader is the note's author.
+_NOTE_PAGE = note_statements(
+    select(PrivateNote.answers)
+    .where(PrivateNote.note_id == Note.id, Note.author_id == bindparam("scope_user"))
+    .correlate(Note).scalar_subquery(),
+    _exists(Addendum),
+    _exists(Signature, Signature.kind == "cosign"),
+    _exists(Review),
+    _exists(NoteAutosave, NoteAutosave.user_id == bindparam("scope_user")),
+)
+
+
+def note_page(scope: Scope, note_id: int) -> NotePage:
+    """The note ``note_id`` for its page, in one statement (404 unless visible)."""
+    note, private, has_addenda, cosigned, reviewed, autosaved = \
+        scope.note_row(_NOTE_PAGE, note_id)
+    if not has_addenda and "addenda" in inspect(note).unloaded:
+        set_committed_value(note, "addenda", [])
+    private = dict(private) if private and note.author_id == scope.user.id else {}
+    return NotePage(note, private, has_addenda, cosigned, reviewed, autosaved)
 
 
 def private_answers(note: Note, user: User) -> dict[str, Any]:

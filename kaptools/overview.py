@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from .extensions import db
 from .models import Note, NoteState, TherapySession
@@ -42,14 +42,7 @@ def course_overviews(course_ids: list[int]) -> dict[int, CourseOverview]:
         return found
     # One query: each session, with its notes counted by state (a session with no note
     # comes once, with no state); the rows of a session come together.
-    rows = db.session.execute(
-        select(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
-               TherapySession.kind, Note.state, func.count(Note.id))
-        .outerjoin(Note, Note.session_id == TherapySession.id)
-        .where(TherapySession.course_id.in_(course_ids))
-        .group_by(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
-                  TherapySession.kind, Note.state)
-        .order_by(TherapySession.session_date, TherapySession.id))
+    rows = db.session.execute(_SESSIONS_AND_NOTES, {"course_ids": list(course_ids)})
     last = None
     for course_id, session_id, on, kind, state, count in rows:
         overview = found[course_id]
@@ -61,5 +54,15 @@ def course_overviews(course_ids: list[int]) -> dict[int, CourseOverview]:
             overview.notes[state] += count
     return found
 
+
+# Built once: every client page asks for it.
+_SESSIONS_AND_NOTES = (
+    select(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
+           TherapySession.kind, Note.state, func.count(Note.id))
+    .outerjoin(Note, Note.session_id == TherapySession.id)
+    .where(TherapySession.course_id.in_(bindparam("course_ids", expanding=True)))
+    .group_by(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
+              TherapySession.kind, Note.state)
+    .order_by(TherapySession.session_date, TherapySession.id))
 
 DRAFT, SIGNED = NoteState.DRAFT, NoteState.SIGNED

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 
+from .access import Scope, by_role
 from .extensions import db
 from .i18n import _
 from .modality.answers import compute_scores
@@ -52,44 +53,62 @@ def record_signing(note: Note, template: Template) -> None:
                                   label="; ".join(raised)[:300], at=note.signed_at))
 
 
-def open_flags(client_ids: Iterable[int] | Select) -> dict[int, RiskFlag]:
-    """The open risk flag of each of these clients that has one (two queries)."""
+def _open_flags_query(of_clients) -> Select:
+    """The latest raise of each client among ``of_clients`` (a condition on
+    ``RiskSignal.client_id``) whose flag is open, with its last follow-up: one statement."""
     live = and_(RiskSignal.note_id == Note.id, Note.state == NoteState.SIGNED)
     latest = (select(RiskSignal.client_id,
                      func.max(RiskSignal.at).filter(RiskSignal.kind == RAISED).label("raised"),
                      func.max(RiskSignal.at).filter(RiskSignal.kind == FOLLOWED_UP)
                      .label("followed"))
-              .join(Note, live)
-              .where(RiskSignal.client_id.in_(client_ids))
-              .group_by(RiskSignal.client_id))
-    open_ones = {row.client_id: row.followed for row in db.session.execute(latest)
-                 if row.raised is not None and (row.followed is None or
-                                                 row.followed < row.raised)}
-    if not open_ones:
-        return {}
-    rows = db.session.execute(
-        select(RiskSignal.client_id, RiskSignal.label, RiskSignal.at, RiskSignal.note_id,
-               Note.modality, Client.code)
-        .join(Note, live).join(Client, Client.id == RiskSignal.client_id)
-        .where(RiskSignal.client_id.in_(list(open_ones)), RiskSignal.kind == RAISED)
-        .order_by(RiskSignal.client_id, RiskSignal.at.desc()))
+              .join(Note, live).where(of_clients).group_by(RiskSignal.client_id)
+              .subquery())
+    return (select(RiskSignal.client_id, RiskSignal.label, RiskSignal.at, RiskSignal.note_id,
+                   Note.modality, Client.code, latest.c.followed)
+            .join(Note, live).join(Client, Client.id == RiskSignal.client_id)
+            .join(latest, and_(latest.c.client_id == RiskSignal.client_id,
+                               latest.c.raised == RiskSignal.at))
+            .where(RiskSignal.kind == RAISED,
+                   or_(latest.c.followed.is_(None), latest.c.followed < latest.c.raised))
+            .order_by(RiskSignal.client_id, RiskSignal.id.desc()))
+
+
+def _flags(rows) -> dict[int, RiskFlag]:
     from .modality import get_registry
 
     registry = get_registry()
     flags: dict[int, RiskFlag] = {}
     for row in rows:
         if row.client_id in flags:
-            continue  # the latest raise of this client came first
+            continue  # two raises at the same moment: the later one
         template = registry.latest(row.modality)
         flags[row.client_id] = RiskFlag(row.client_id, row.code, row.label, row.at,
                                         row.note_id,
                                         template.title if template else row.modality,
-                                        open_ones[row.client_id])
+                                        row.followed)
     return flags
 
 
+def open_flags(client_ids: Iterable[int] | Select) -> dict[int, RiskFlag]:
+    """The open risk flag of each of these clients that has one."""
+    return _flags(db.session.execute(_open_flags_query(RiskSignal.client_id.in_(client_ids))))
+
+
+# Built once for each role: the dashboard's flags, of every client the user sees.
+_IN_SCOPE = by_role(lambda visible: _open_flags_query(
+    RiskSignal.client_id.in_(select(Client.id).where(visible))))
+_OF_CLIENT = _open_flags_query(RiskSignal.client_id == bindparam("client"))
+
+
+def open_flags_in_scope(scope: Scope) -> dict[int, RiskFlag]:
+    """The open risk flags of every client ``scope``'s user sees."""
+    if (prepared := scope.prepared(_IN_SCOPE)) is None:
+        return {}
+    return _flags(db.session.execute(*prepared))
+
+
 def flag_for(client: Client) -> RiskFlag | None:
-    return open_flags([client.id]).get(client.id)
+    return _flags(db.session.execute(_OF_CLIENT, {"client": client.id})).get(client.id)
 
 
 def missing_before_signing(note: Note, template: Template) -> list[str]:

@@ -16,6 +16,7 @@ from kaptools.modality.registry import builtin_dir, load_registry
 from kaptools.models import AuditEvent, Note, User
 from kaptools.timeutil import today
 from tests import factories
+from tests.conftest import Browser
 from tests.notes_helpers import form_payload, new_note
 
 REGISTRY = load_registry(builtin_dir())
@@ -260,3 +261,26 @@ def test_a_long_note_has_a_map_of_its_sections_and_one_markdown_hint(app, maya, 
     assert links == [f"section-{s.key}" for s in emdr.sections]
     assert all(f'id="{anchor}"' in page for anchor in links)
     assert page.count("take Markdown") == 1 and page.count("lists with") == 1
+
+
+def test_a_notes_page_shows_all_it_has_whoever_reads_it(app, maya, world):
+    """The editor and the reading view learn in the statement that finds the note whether
+    it has process notes, addenda, a co-signature, reviews or kept editor states; each
+    shows on the page when there is one, and only for whom it is."""
+    url = f"/notes/{world['note']}"
+    private = "client smiled at the manager"
+    assert private in maya.get(url).get_data(as_text=True)  # the author's editor
+    template = REGISTRY.latest("cbt-thought-record")
+    answers = {**template.sample}
+    assert maya.post(url, form_payload(template, answers, action="sign")).status_code == 302
+    page = maya.get(url).get_data(as_text=True)
+    assert "Process notes" in page and private in page  # the author's reading view
+    assert "Addenda" not in page and "Co-signed by" not in page
+    maya.post(url + "/addenda", {"body": "Synthetic: the client called to add a detail."})
+    page = maya.get(url).get_data(as_text=True)
+    assert "Addenda" in page and "the client called to add a detail" in page
+    ruth = Browser(app.test_client())
+    ruth.login("ruth", factories.PASSWORD)
+    page = ruth.get(url).get_data(as_text=True)
+    assert "the client called to add a detail" in page  # a supervisor reads the addenda,
+    assert "Process notes" not in page and private not in page  # never the process notes

@@ -104,6 +104,7 @@ def test_the_whole_review_cycle(app, world):
         author, cosign = sorted(sigs, key=lambda s: s.kind)
         assert cosign.content_hash != author.content_hash and cosign.signed_at >= author.signed_at
         session_id = db.session.get(Note, note_id).session_id
+    assert "Co-signed by Ruth" in re.sub(r"\s+", " ", maya.get(url).get_data(as_text=True))
     pdf = maya.get(f"/sessions/{session_id}/documents/summary.pdf").data
     text_ = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
     assert "Co-signed by Ruth" in re.sub(r"\s+", " ", text_)

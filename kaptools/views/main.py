@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from .. import lists, search
 from ..models import Role
-from ..risk import open_flags
+from ..risk import open_flags_in_scope
 from ..timeutil import today
 from ..web import current_scope
 
@@ -25,7 +25,7 @@ def dashboard():
         "dashboard.html",
         today=today(),
         todays_sessions=lists.todays_sessions(scope, today()),
-        risk_flags=sorted(open_flags(scope.visible_client_ids()).values(),
+        risk_flags=sorted(open_flags_in_scope(scope).values(),
                           key=lambda f: f.raised_at),
         clients=lists.recent_clients(scope),
         drafts=drafts,

@@ -103,17 +103,19 @@ def _carry_forward(previous: Note, template):
 def note(note_id: int):
     """Edit a draft (its author), or read a note (signed, or someone else's)."""
     scope = current_scope()
-    found = scope.note(note_id)
-    template = template_of(found)
-    editable = found.state == NoteState.DRAFT and found.author_id == current_user.id \
-        and scope.owns(found.session.course.client)
     if request.method == "POST":
-        if not editable:
+        found = scope.note(note_id)
+        template = template_of(found)
+        if not _editable(scope, found):
             return _refuse_locked(found, template)
         return _save(found, template)
-    if not editable:
-        return _show(found, template)
-    pending = notes.unsaved_elsewhere(found, current_user, editor_id=None)
+    page = notes.note_page(scope, note_id)
+    found = page.note
+    template = template_of(found)
+    if not _editable(scope, found):
+        return _show(found, template, page=page)
+    pending = notes.unsaved_elsewhere(found, current_user, editor_id=None) \
+        if page.autosaved else None
     if pending is not None:
         form = build_form(template, formdata=MultiDict(pending.formdata))
         validate_note(form, complete=False)
@@ -122,30 +124,39 @@ def note(note_id: int):
                              autosaved_at=pending.saved_at)
         editor_id = pending.editor_id  # this page carries on where that tab stopped
     else:
-        private = notes.private_answers(found, current_user)
         # Notes written in the session since this one was started fill what is empty.
         shown = notes.session_prefill(found.session, template, found.answers, found.id)
-        form = build_form(template, answers={**shown, **private})
+        form = build_form(template, answers={**shown, **page.private})
         editor_id = notes.new_editor_id()
     return shown_and_recorded(_editor(found, template, form, editor_id,
-                                      restored_at=pending.saved_at if pending else None),
+                                      restored_at=pending.saved_at if pending else None,
+                                      reviewed=page.reviewed),
                               "note.opened", found, found.session.course.client.code)
 
 
-def _editor(found: Note, template, form, editor_id: str, status: int = 200, **page):
-    """The editor page: rows to add, the editor's identity, what the last save settled."""
+def _editable(scope, found: Note) -> bool:
+    """Whether this user edits the note (its author, a draft, their own client's)."""
+    return found.state == NoteState.DRAFT and found.author_id == current_user.id \
+        and scope.owns(found.session.course.client)
+
+
+def _editor(found: Note, template, form, editor_id: str, status: int = 200,
+            reviewed: bool = True, **page):
+    """The editor page: rows to add, the editor's identity, what the last save settled.
+    ``reviewed``: False when the note is known never to have been sent for review."""
     prepare_editor(form)
     page.setdefault("scores", compute_scores(template, collect(form)[0]))
     return render_template(
         "notes/edit.html", note=found, template=template, form=form, editor_id=editor_id,
         carry_token=carry_token(current_user.id, url_for(".note", note_id=found.id)),
         saved_editor=session.pop("saved_editor", None), **page,
-        **_review_context(found)), status
+        **_review_context(found, reviewed)), status
 
 
-def _review_context(found: Note) -> dict:
-    """The latest review of a note, its comments by field, and who could review it."""
-    history = reviews.note_reviews(found)
+def _review_context(found: Note, reviewed: bool = True) -> dict:
+    """The latest review of a note, its comments by field, and who could review it
+    (``reviewed``: False when the note is known never to have been sent for review)."""
+    history = reviews.note_reviews(found) if reviewed else []
     latest = history[-1] if history else None
     mine = found.author_id == current_user.id
     my_draft = mine and found.state == NoteState.DRAFT
@@ -300,18 +311,23 @@ def _refuse_locked(found: Note, template):
     abort(403)
 
 
-def _show(found: Note, template, status: int = 200, **forms):
+def _show(found: Note, template, status: int = 200, page: notes.NotePage | None = None,
+          **forms):
+    """The reading view of a note (``page``: the note as ``notes.note_page`` read it, with
+    what else it has; without it, each is asked for)."""
     forms.setdefault("addendum_form", AddendumForm(formdata=None))
     forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
     notes.load_addenda(found)
+    cosigned = page.cosigned if page else True
     return shown_and_recorded(render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
-        private=notes.private_answers(found, current_user),
+        private=page.private if page else notes.private_answers(found, current_user),
         scores=compute_scores(template, found.answers), hash_check=notes.verify_hash(found),
         is_author=found.author_id == current_user.id,
-        cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"],
+        cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"]
+        if cosigned else [],
         saved_editor=session.pop("saved_editor", None), **forms,
-        **_review_context(found)), "note.viewed", found,
+        **_review_context(found, page.reviewed if page else True)), "note.viewed", found,
         found.session.course.client.code), status
 
 
