@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import select
 
 from kaptools import notes
+from kaptools.access import Scope
 from kaptools.extensions import db
 from kaptools.modality import get_registry
 from kaptools.modality.answers import carried_answers
@@ -283,4 +285,9 @@ def test_a_notes_page_shows_all_it_has_whoever_reads_it(app, maya, world):
     ruth.login("ruth", factories.PASSWORD)
     page = ruth.get(url).get_data(as_text=True)
     assert "the client called to add a detail" in page  # a supervisor reads the addenda,
-    assert "Process notes" not in page and private not in page  # never the process notes
+    assert "Process notes" not in page and private not in page  # never the process notes,
+    with app.app_context():  # which do not even reach her page (whatever it would show)
+        for username, expected in (("ruth", {}), ("maya", {"process_notes": ANY})):
+            user = db.session.scalar(select(User).where(User.username == username))
+            found = notes.note_page(Scope(user), world["note"])
+            assert found.private == expected and found.has_addenda and not found.cosigned
