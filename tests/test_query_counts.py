@@ -7,6 +7,7 @@ exactly as many SQL statements as before. A page that ran one query per row woul
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import pytest
@@ -160,3 +161,24 @@ def test_pages_that_record_a_viewing_read_everything_before_taking_the_audit_loc
             assert len(after) == 1, (name, after)
             assert after[0].startswith("INSERT INTO AUDIT_EVENT"), (name, after)
     assert len(checked) == 6
+
+
+def test_a_notes_page_asks_only_for_what_the_note_has(app, demo):
+    """The note view and the editor learn with the note whether it has addenda, a
+    co-signature, reviews, process notes or editor states kept elsewhere: for a note with
+    none of them, no statement reads those tables on its own."""
+    maya = Browser(app.test_client())
+    maya.login("maya", "demo-maya-lind")
+    with app.app_context():
+        reviewed = set(db.session.scalars(select(Review.note_id)))
+        signed = db.session.scalar(select(Note.id).where(Note.state == "signed",
+                                                         Note.id.not_in(reviewed)))
+        draft = db.session.scalar(select(Note.id).where(Note.state == "draft"))
+    apart = ("addendum", "signature", "review", "note_autosave", "private_note")
+    for name, url in (("note view", f"/notes/{signed}"), ("editor", f"/notes/{draft}")):
+        maya.get(url)
+        with counting(app) as seen:
+            assert maya.get(url).status_code == 200
+        alone = [s for s in seen for table in apart
+                 if re.match(rf"SELECT [^()]* FROM {table}\b", " ".join(s.split()))]
+        assert not alone, (name, alone)
