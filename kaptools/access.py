@@ -170,7 +170,7 @@ def by_role(build) -> dict[str, Select]:
 
 
 _CLIENT = by_role(lambda visible: select(Client).where(visible,
-                                                        Client.id == bindparam("object_id")))
+                                                       Client.id == bindparam("object_id")))
 # The courses joined in the same statement: a client has a handful, and the page is one
 # round trip shorter than with a second SELECT for them.
 _WITH_COURSES = (joinedload(Client.therapist), joinedload(Client.courses))

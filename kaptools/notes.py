@@ -140,6 +140,12 @@ def note_page(scope: Scope, note_id: int) -> NotePage:
     return NotePage(note, private, has_addenda, cosigned, reviewed, autosaved)
 
 
+def page_of(note: Note, user: User) -> NotePage:
+    """A note already loaded, for its page: what else it has is asked for there."""
+    return NotePage(note, private_answers(note, user), has_addenda=True, cosigned=True,
+                    reviewed=True, autosaved=True)
+
+
 def private_answers(note: Note, user: User) -> dict[str, Any]:
     """The author's private process notes; empty for anyone else."""
     if note.author_id != user.id:

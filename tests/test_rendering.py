@@ -173,6 +173,9 @@ def test_a_summarys_parts_are_stored_ready_to_be_joined(app, maya, demo_course):
                 continue
             assert PREPARED in tree, row.key
             prefixes.add(str(tree[PREPARED].Prefix))
+            # Only content is detached to be joined, never the part's own Document.
+            detached = list(tree[PREPARED].Detached)
+            assert detached and all(e.S != pikepdf.Name.Document for e in detached), row.key
     assert len(prefixes) > 10  # the cover and each of the course's sessions
     whole = pikepdf.open(io.BytesIO(pdf))
     ids = [str(o.ID) for o in whole.objects

@@ -214,9 +214,12 @@ def _detach(elements: list[Dictionary], tops: set) -> list[Dictionary]:
     detached = []
     for element in elements:
         parent = element.get("/P")
-        if isinstance(parent, Dictionary) and parent.objgen in tops:
-            del element["/P"]
-            detached.append(element)
+        if not isinstance(parent, Dictionary) or parent.objgen not in tops:
+            continue
+        if element.get("/S") == Name.Document and element.objgen in tops:
+            continue  # the part's own Document: not content (what it holds is)
+        del element["/P"]
+        detached.append(element)
     return detached
 
 

@@ -93,8 +93,9 @@ def overlay_jobs(plan: Plan, pages: int, chunks: int) -> list[PartJob]:
 
 # Parts made ready to be joined (assemble.prepare_part) are stored under keys of their own:
 # code from before that preparation, sharing the store during a rolling deploy or after
-# a rollback, never finds one and joins it the old way.
-JOIN_FORMAT = "join-1"
+# a rollback, never finds one and joins it the old way. A new way of preparing them gets a
+# new name (join-2: a part's own Document element is no longer listed as detached).
+JOIN_FORMAT = "join-2"
 
 
 def _part_key(html: str, pdf_ua: bool, joined: bool = False) -> str:

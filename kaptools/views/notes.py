@@ -315,19 +315,18 @@ def _show(found: Note, template, status: int = 200, page: notes.NotePage | None 
           **forms):
     """The reading view of a note (``page``: the note as ``notes.note_page`` read it, with
     what else it has; without it, each is asked for)."""
+    page = page or notes.page_of(found, current_user)
     forms.setdefault("addendum_form", AddendumForm(formdata=None))
     forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
     notes.load_addenda(found)
-    cosigned = page.cosigned if page else True
     return shown_and_recorded(render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
-        private=page.private if page else notes.private_answers(found, current_user),
-        scores=compute_scores(template, found.answers), hash_check=notes.verify_hash(found),
-        is_author=found.author_id == current_user.id,
+        private=page.private, scores=compute_scores(template, found.answers),
+        hash_check=notes.verify_hash(found), is_author=found.author_id == current_user.id,
         cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"]
-        if cosigned else [],
+        if page.cosigned else [],
         saved_editor=session.pop("saved_editor", None), **forms,
-        **_review_context(found, page.reviewed if page else True)), "note.viewed", found,
+        **_review_context(found, page.reviewed)), "note.viewed", found,
         found.session.course.client.code), status
 
 
