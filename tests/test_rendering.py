@@ -125,7 +125,7 @@ def test_one_signed_session_lays_out_only_what_changed(app, maya, demo_course):
         from kaptools import documents
 
         course = db.session.get(Course, demo_course)
-        first = plan(documents.build("summary", course))
+        first = plan(documents.build("summary", course)).parts
     wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
     with app.app_context():
         parts_before = db.session.scalar(select(func.count()).select_from(RenderedPdf)
@@ -135,8 +135,8 @@ def test_one_signed_session_lays_out_only_what_changed(app, maya, demo_course):
         db.session.commit()
     with app.test_request_context():
         course = db.session.get(Course, demo_course)
-        second = plan(documents.build("summary", course))
-    changed = [a.key != b.key for a, b in zip(first.parts, second.parts, strict=True)]
+        second = plan(documents.build("summary", course)).parts
+    changed = [a.key != b.key for a, b in zip(first, second, strict=True)]
     # Only the part of the one session whose note was signed, and the cover, whose
     # front page listed the draft (parts: cover, sessions...).
     assert sum(changed) == 2 and changed[0]
@@ -264,8 +264,101 @@ def test_parts_ready_to_be_joined_are_stored_under_keys_of_their_own(app, demo_c
     from kaptools.rendering.weasy import html_to_pdf
 
     with app.test_request_context():
-        the_plan = plan(documents.build("summary", db.session.get(Course, demo_course)))
-    for part in the_plan.parts:
+        parts = plan(documents.build("summary", db.session.get(Course, demo_course))).parts
+    for part in parts:
         assert part.join_prefix and part.key != _part_key(part.html, True)
-    pdf = html_to_pdf(the_plan.parts[1].html, pdf_ua=True)
+    pdf = html_to_pdf(parts[1].html, pdf_ua=True)
     assert prepare_part(pdf, "k1-") == prepare_part(pdf, "k1-")
+
+
+def test_page_furniture_is_laid_out_once_and_laid_over_every_page(app, maya, demo_course):
+    """A part's pages carry only its content: the running heads, the confidentiality
+    line and the content hash are laid out once for the document (two pages: the first
+    page's, without running heads, and every other page's) and laid over its pages, each
+    page referring to the same drawing."""
+    import pikepdf
+
+    pdf = wait_for_pdf(maya, f"/courses/{demo_course}/documents/summary.pdf")
+    with app.app_context():
+        rows = db.session.scalars(select(RenderedPdf).where(RenderedPdf.scope == "part")).all()
+        title = db.session.get(Course, demo_course).title
+    assert len(rows) > 10
+    for row in rows:
+        text = " ".join(pdf_pages(row.pdf))
+        assert "Confidential health record" not in text and "Content SHA-256" not in text
+        assert f"— {title}" not in text  # no running head
+    pages = pdf_pages(pdf)
+    for number, text in enumerate(pages, 1):
+        assert "Confidential health record" in text and "Content SHA-256" in text, number
+        assert f"Page {number} of {len(pages)}" in text
+        assert (f"Integration summary — {title}" in text) == (number > 1), number
+    # What is laid over the pages (marked as artifacts): a number for each page, and the
+    # furniture drawn twice in all, not once for each page.
+    whole = pikepdf.open(io.BytesIO(pdf))
+    laid_over = {xobject.objgen for page in whole.pages
+                 for xobject in page.Resources.get("/XObject", {}).values()
+                 if xobject.read_bytes().startswith(b"/Artifact BMC")}
+    assert len(laid_over) == len(pages) + 2
+
+
+def test_print_layout_leaves_out_the_user_agent_rules_it_never_uses(app):
+    """Print HTML is laid out with WeasyPrint's own user-agent stylesheet, but its rules
+    for footnote and sidenote pseudo-elements apply only to elements with a style of
+    their own (nothing else can make a footnote: print.css makes none and no attribute
+    survives in a note's text), and ::marker only to list items: each of these rules cost
+    the cascade a style for every element. Should a WeasyPrint upgrade change its
+    stylesheet, the lean one is not made (its own is used) and this test says so."""
+    from kaptools.rendering import weasy
+
+    assert weasy.lean_ua_stylesheet() is not None
+    page = ("<!doctype html><html lang='en'><title>t</title><body><ul><li>First item</li>"
+            "</ul><p>Text<span style='float: footnote'>A footnote</span></p></body></html>")
+    text = " ".join(pdf_pages(weasy.html_to_pdf(page)))
+    assert "•" in text and "First item" in text
+    assert "Text1" in text and "1. A footnote" in text  # still numbered, call and note
+
+
+def test_parts_are_handed_to_the_children_as_they_are_made(app):
+    """render_parts takes parts as they are made (a summary's print HTML is rendered part
+    by part while the children lay out the first): every part is laid out; when making
+    one fails, what was handed over is taken back and the failure reaches the caller,
+    and the children go on serving the next render."""
+    from kaptools.rendering.engine import Limits, PartJob, render_parts
+
+    page = "<!doctype html><html lang='en'><title>t</title><p>{}</p></html>"
+    limits = Limits(seconds=120, memory_mb=1536, processes=2, max_pages=100)
+    made: list[str] = []
+
+    def parts(fail_after: int | None = None):
+        for i in range(4):
+            if i == fail_after:
+                raise ValueError("a template failed")
+            made.append(f"p{i}")
+            yield PartJob(f"p{i}", page.format(i))
+
+    seen: list[str] = []
+    render_parts(parts(), limits, time.monotonic() + 120,
+                 lambda key, pdf, pages: seen.append(key))
+    assert sorted(seen) == made == ["p0", "p1", "p2", "p3"]
+    seen.clear()
+    with pytest.raises(ValueError, match="a template failed"):
+        render_parts(parts(fail_after=2), limits, time.monotonic() + 120,
+                     lambda key, pdf, pages: seen.append(key))
+    assert seen == []
+    render_parts(parts(), limits, time.monotonic() + 120,
+                 lambda key, pdf, pages: seen.append(key))
+    assert sorted(seen) == ["p0", "p1", "p2", "p3"]
+
+
+def test_the_same_pdf_stored_twice_is_kept_once(app):
+    """Two workers that rendered the same content store it under the same key: the second
+    is skipped, without an error and without undoing anything else in the transaction."""
+    from kaptools.rendering import store
+
+    with app.app_context():
+        store.put("k" * 64, store.PART, b"%PDF-first", 1, evict=False)
+        store.put("k" * 64, store.PART, b"%PDF-second", 1)
+        db.session.commit()
+        rows = db.session.scalars(select(RenderedPdf)).all()
+        assert [(r.key, r.pdf) for r in rows] == [("k" * 64, b"%PDF-first")]
+        assert store.get("k" * 64).pdf == b"%PDF-first"

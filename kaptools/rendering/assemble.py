@@ -1,9 +1,10 @@
 """Putting rendered parts together into one PDF (with qpdf, through pikepdf).
 
 Pages follow one another in order; each part's bookmarks are kept, under one bookmark
-for the whole document; the page numbers ("Page x of y") and the document's content
-hash are laid over every page as artifacts, so assistive technology does not read them
-as content and no part has to be laid out again when the page count changes.
+for the whole document; the running heads and feet, the document's content hash and
+the page numbers ("Page x of y") are laid over every page as artifacts, so assistive
+technology does not read them as content and no part has to be laid out again when the
+page count or the document around it changes.
 
 The work is split so that little of it waits on anything else:
 
@@ -11,8 +12,9 @@ The work is split so that little of it waits on anything else:
   parts): it walks the part's structure tree once and stores what joining needs with the
   part, so a stored part is never walked again;
 - ``Assembly`` joins the parts while the page-number overlays are still being laid out
-  (they need the page count, so they come last), and ``finish`` lays the overlays over
-  the pages and writes the whole.
+  (they need the page count, so they come last), and ``finish`` lays the page furniture
+  (laid out once for the document, beside its parts) and the overlays over the pages
+  and writes the whole.
 """
 
 from __future__ import annotations
@@ -30,15 +32,15 @@ PREPARED = "/KaptoolsJoin"
 
 
 def assemble(parts: list[bytes], overlays: list[bytes], title: str,
-             keywords: str | None = None) -> bytes:
-    """One PDF made of ``parts`` in order, with the pages of ``overlays`` (in order) laid
-    over them. Tagged parts (PDF/UA-1) make a tagged whole: their structure trees are
-    joined under one Document element, in page order. ``keywords`` (the document's
-    content hash) go into its metadata: a part is shared by many documents, so it has
-    none of its own."""
-    if len(parts) == 1 and not overlays and keywords is None:
+             keywords: str | None = None, frame: bytes | None = None) -> bytes:
+    """One PDF made of ``parts`` in order, with the pages of ``overlays`` (in order) and
+    ``frame`` (see ``Assembly.finish``) laid over them. Tagged parts (PDF/UA-1) make a
+    tagged whole: their structure trees are joined under one Document element, in page
+    order. ``keywords`` (the document's content hash) go into its metadata: a part is
+    shared by many documents, so it has none of its own."""
+    if len(parts) == 1 and not overlays and frame is None and keywords is None:
         return parts[0]
-    return Assembly(parts).finish(overlays, title, keywords)
+    return Assembly(parts).finish(frame, overlays, title, keywords)
 
 
 class Assembly:
@@ -71,21 +73,35 @@ class Assembly:
             self.close()
             raise
 
-    def finish(self, overlays: list[bytes], title: str, keywords: str | None) -> bytes:
+    def finish(self, frame: bytes | None, overlays: list[bytes], title: str,
+               keywords: str | None) -> bytes:
+        """Lay ``frame``'s first page over the first page and its second over every other
+        page (the running heads and feet, the same on every page: drawn once, referred
+        to by each page), and the pages of ``overlays`` (the page numbers) one over each
+        page; then write the PDF with its outline and metadata."""
         out = self.out
         try:
-            if overlays:
-                stamps = []
-                for data in overlays:
-                    source = Pdf.open(io.BytesIO(data))
-                    self.sources.append(source)
-                    stamps += source.pages
-                if len(stamps) != len(out.pages):
-                    raise ValueError(f"the overlays have {len(stamps)} pages for "
-                                     f"{len(out.pages)}")
-                for page, stamp in zip(out.pages, stamps, strict=True):
-                    _mark_as_artifact(stamp)
-                    page.add_overlay(stamp)
+            furniture = []
+            if frame is not None:
+                source = Pdf.open(io.BytesIO(frame))
+                self.sources.append(source)
+                for page in source.pages[:2]:
+                    _mark_as_artifact(page)
+                    furniture.append(out.copy_foreign(page.as_form_xobject()))
+            stamps = []
+            for data in overlays:
+                source = Pdf.open(io.BytesIO(data))
+                self.sources.append(source)
+                stamps += source.pages
+            if overlays and len(stamps) != len(out.pages):
+                raise ValueError(f"the overlays have {len(stamps)} pages for "
+                                 f"{len(out.pages)}")
+            for number, page in enumerate(out.pages):
+                if furniture:
+                    page.add_overlay(furniture[min(number, len(furniture) - 1)])
+                if stamps:
+                    _mark_as_artifact(stamps[number])
+                    page.add_overlay(stamps[number])
             with out.open_outline() as outline:
                 whole = OutlineItem(title, 0)
                 whole.children.extend(self.bookmarks)

@@ -15,6 +15,7 @@ from . import weasy
 weasy.font_config()  # load fontconfig once, in the fork server
 try:
     weasy.print_stylesheet()  # and parse the print stylesheet once
+    weasy.lean_ua_stylesheet()  # (and the user-agent stylesheet it is laid out with)
 except Exception:  # a child that needs it parses it itself (and reports what is wrong)
     pass
 

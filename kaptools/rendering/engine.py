@@ -79,25 +79,33 @@ class _Pool:
         self._served = 0
         self.generation = 0
 
-    def submit(self, parts: list[PartJob], limits: Limits) -> tuple[dict, int]:
-        """Hand parts to the current children; {future: part} and their generation.
+    def submit(self, parts: Iterable[PartJob], limits: Limits) -> tuple[dict, int]:
+        """Hand parts to the current children, each as soon as ``parts`` yields it; {future:
+        part} and their generation.
 
         Done under the pool's lock, so another job cannot retire these children between
-        choosing them and handing them work.
+        choosing them and handing them work. Should ``parts`` fail, what was handed over
+        and not started yet is taken back, and the failure is raised.
         """
         with self._lock:
-            executor = self._current(limits, len(parts))
-            pending = {executor.submit(_child_render, part.html, part.pdf_ua,
-                                       part.join_prefix): part
-                       for part in parts}
+            executor = self._current(limits)
+            pending = {}
+            try:
+                for part in parts:
+                    pending[executor.submit(_child_render, part.html, part.pdf_ua,
+                                            part.join_prefix)] = part
+                    self._served += 1
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
             return pending, self.generation
 
-    def _current(self, limits: Limits, tasks: int) -> ProcessPoolExecutor:
+    def _current(self, limits: Limits) -> ProcessPoolExecutor:
         """The children to use (called with the lock held)."""
         shape = (limits.processes, limits.memory_mb)
         if self._executor is None or self._shape != shape:
             self._replace(limits)
-        self._served += tasks
         return self._executor
 
     def _replace(self, limits: Limits) -> None:
@@ -166,9 +174,9 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
     """
     from ..i18n import _  # here, not at the top: render children import this module
 
-    waiting = list(parts)
+    waiting: Iterable[PartJob] = parts  # parts are made as they are handed over
     retried = False
-    while waiting:
+    while True:
         pending, generation = _POOL.submit(waiting, limits)
         if meanwhile is not None:
             try:
@@ -179,7 +187,8 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 raise
             meanwhile = None
         try:
-            waiting = _collect(pending, limits, deadline, done)
+            _collect(pending, limits, deadline, done)
+            return
         except BrokenProcessPool as exc:
             waiting = list(pending.values())
             if _POOL.generation != generation and not retried:
@@ -196,12 +205,10 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 for future in pending:
                     future.cancel()  # those not started yet; nothing is killed
             raise
-    if meanwhile is not None:  # there was nothing to render
-        meanwhile()
 
 
-def _collect(pending: dict, limits: Limits, deadline: float, done) -> list:
-    """Wait for the submitted parts; returns [] when all are done."""
+def _collect(pending: dict, limits: Limits, deadline: float, done) -> None:
+    """Wait for the submitted parts (each is taken out of ``pending`` as it is done)."""
     from ..i18n import _
 
     while pending:
@@ -225,7 +232,6 @@ def _collect(pending: dict, limits: Limits, deadline: float, done) -> list:
             if outcome[0] == "error":
                 raise RenderLimitExceeded("error", outcome[1])
             done(part.key, outcome[1], outcome[2])
-    return []
 
 
 # Run in the child (the parent never imports WeasyPrint for these).

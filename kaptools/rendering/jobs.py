@@ -23,7 +23,7 @@ from ..timeutil import utcnow
 from . import store
 from .engine import Limits, RenderLimitExceeded, recycle_if_due, render_parts
 from .fingerprint import fingerprint
-from .parts import overlay_jobs, plan
+from .parts import frame_job, overlay_jobs, plan
 from .queue import enqueue_render
 
 log = logging.getLogger("kaptools.rendering")
@@ -139,21 +139,38 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
     final_key = store_as or the_plan.doc_key
     if (ready := store.get(final_key)) is not None:
         return final_key, ready.pdf, ready.pages
-    keys = [p.key for p in the_plan.parts]
+    keys: list[str] = []
     pdfs: dict[str, bytes] = {}
     pages: dict[str, int] = {}
-    for key in keys:
-        if (found := store.get(key)) is not None:
-            pdfs[key], pages[key] = found.pdf, found.pages
-    missing = [p for p in the_plan.parts if p.key not in pages]
-    progress(ngettext("Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
-                      "Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
-                      len(keys), missing=len(missing), done=len(keys) - len(missing)), 5)
+    missing: list[str] = []
+    # A document of parts has its page furniture laid over it: laid out beside the parts.
+    frame = frame_job(the_plan) if the_plan.overlay else None
+
+    def to_lay_out():
+        if frame is not None:
+            yield frame
+        # Each part is made, looked up and handed to a child in turn: the children start
+        # on the first while this process makes the next.
+        for part in the_plan.jobs():
+            keys.append(part.key)
+            if (found := store.get(part.key)) is not None:
+                pdfs[part.key], pages[part.key] = found.pdf, found.pages
+            else:
+                missing.append(part.key)
+                yield part
+
+    def counted() -> None:
+        progress(ngettext("Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
+                          "Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
+                          len(keys), missing=len(missing), done=len(keys) - len(missing)), 5)
 
     def part_done(key: str, pdf: bytes, count: int) -> None:
-        store.put(key, store.PART, pdf, count)
+        if frame is not None and key == frame.key:
+            pdfs[key] = pdf
+            return
+        store.put(key, store.PART, pdf, count, evict=False)
         pdfs[key], pages[key] = pdf, count
-        done = sum(1 for part in missing if part.key in pages)
+        done = sum(1 for k in missing if k in pages)
         progress(ngettext("Laid out %(done)s of %(num)d parts",
                           "Laid out %(done)s of %(num)d parts", len(missing), done=done),
                  5 + int(85 * done / (len(missing) + 1)))
@@ -162,7 +179,7 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
                                                         "it would have more than %(num)d pages",
                                                         limits.max_pages))
 
-    render_parts(missing, limits, deadline, part_done)
+    render_parts(to_lay_out(), limits, deadline, part_done, meanwhile=counted)
     page_count = sum(pages[k] for k in keys)
     from .assemble import Assembly, assemble
 
@@ -170,7 +187,7 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
         pdf = assemble([pdfs[k] for k in keys], [], the_plan.title)
     else:
         progress(_("Numbering the pages"), 92)
-        stamps = overlay_jobs(the_plan, page_count, limits.processes)
+        stamps = overlay_jobs(page_count, limits.processes)
         made: dict[str, bytes] = {}
         joined: list[Assembly] = []
         try:
@@ -178,7 +195,8 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
             render_parts(stamps, limits, deadline,
                          lambda key, pdf, count: made.setdefault(key, pdf),
                          meanwhile=lambda: joined.append(Assembly([pdfs[k] for k in keys])))
-            pdf = joined[0].finish([made[stamp.key] for stamp in stamps], the_plan.title,
+            pdf = joined[0].finish(pdfs[frame.key], [made[stamp.key] for stamp in stamps],
+                                   the_plan.title,
                                    keywords=f"kaptools content SHA-256 {the_plan.content_hash}")
         finally:
             for assembly in joined:

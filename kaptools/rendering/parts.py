@@ -4,15 +4,18 @@ A summary or a packet is its cover plus one part per session; each part's key is
 hash of its print HTML and of everything else that shapes its pages (the print
 stylesheet, the fonts, the layout engine's version). Signed notes never change, so a
 session's part is laid out once and reused until something in that session changes.
-A handout is short and is one part.
+A handout is short and is one part. What a document's pages carry besides their
+content (running heads, feet, the content hash: ``frame_job``; "Page x of y":
+``overlay_jobs``) is laid out apart from the parts and laid over the assembled pages.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from flask import render_template
 
@@ -20,15 +23,34 @@ from ..i18n import catalogue_version
 from ..resources import resource_dir
 from ..summaries import HANDOUT, Document, document_hash
 from .engine import PartJob
+from .weasy import LAYOUT_RULES
 
 
 @dataclass(frozen=True)
 class Plan:
+    doc: Document
     doc_key: str
-    parts: list[PartJob]
     overlay: bool  # page numbers and the content hash are laid over the assembled pages
     title: str
     content_hash: str
+
+    def jobs(self) -> Iterator[PartJob]:
+        """The document's parts in order, each made (its print HTML rendered) only when
+        it is asked for: the first can be laid out while the others are still made."""
+        doc = self.doc
+        if doc.kind == HANDOUT:
+            html = render_template("print/handout.html", doc=doc, links=None)
+            yield PartJob(_part_key(html, True), html, pdf_ua=True)
+            return
+        yield _joined_part(render_template("print/part.html", doc=doc, part="cover",
+                                           links=None))
+        for s in doc.sessions:
+            yield _joined_part(render_template("print/part.html", doc=doc, part="session", s=s,
+                                               links=None))
+
+    @cached_property
+    def parts(self) -> list[PartJob]:
+        return list(self.jobs())
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +67,7 @@ def render_version() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(version("weasyprint").encode())
+    digest.update(LAYOUT_RULES.encode())
     return digest.hexdigest()
 
 
@@ -60,24 +83,18 @@ def doc_key(doc: Document) -> str:
 
 def plan(doc: Document) -> Plan:
     """The parts a document is made of, each with the key it is stored under."""
-    if doc.kind == HANDOUT:
-        html = render_template("print/handout.html", doc=doc, links=None)
-        parts = [PartJob(_part_key(html, True), html, pdf_ua=True)]
-        return Plan(doc_key(doc), parts, overlay=False, title=doc.title,
-                    content_hash=doc.content_hash)
-    htmls = [render_template("print/part.html", doc=doc, part="cover", links=None)]
-    htmls += [render_template("print/part.html", doc=doc, part="session", s=s, links=None)
-              for s in doc.sessions]
-    parts = []
-    for html in htmls:
-        key = _part_key(html, True, joined=True)
-        # Made ready to be joined where it is laid out; its IDs carry its own key.
-        parts.append(PartJob(key, html, pdf_ua=True, join_prefix=f"k{key[:12]}-"))
-    return Plan(doc_key(doc), parts, overlay=True, title=doc.title,
+    return Plan(doc, doc_key(doc), overlay=doc.kind != HANDOUT, title=doc.title,
                 content_hash=doc.content_hash)
 
 
-def overlay_jobs(plan: Plan, pages: int, chunks: int) -> list[PartJob]:
+def frame_job(plan: Plan) -> PartJob:
+    """The page furniture of an assembled document (print/frame.html): its first page's
+    and every other page's, laid over the pages with the numbers."""
+    html = render_template("print/frame.html", doc=plan.doc, links=None)
+    return PartJob(_part_key(html, False), html)
+
+
+def overlay_jobs(pages: int, chunks: int) -> list[PartJob]:
     """The page-number overlays for a document of ``pages`` pages, cut into ``chunks``
     runs of pages that lay out in parallel (each page's label is written out, so a run
     needs no page counter from the runs before it)."""
@@ -85,8 +102,7 @@ def overlay_jobs(plan: Plan, pages: int, chunks: int) -> list[PartJob]:
     jobs = []
     for first in range(1, pages + 1, size):
         html = render_template("print/overlay.html", first=first,
-                               last=min(pages, first + size - 1), total=pages,
-                               content_hash=plan.content_hash)
+                               last=min(pages, first + size - 1), total=pages)
         jobs.append(PartJob(_part_key(html, False), html))
     return jobs
 
@@ -96,6 +112,13 @@ def overlay_jobs(plan: Plan, pages: int, chunks: int) -> list[PartJob]:
 # a rollback, never finds one and joins it the old way. A new way of preparing them gets a
 # new name (join-2: a part's own Document element is no longer listed as detached).
 JOIN_FORMAT = "join-2"
+
+
+def _joined_part(html: str) -> PartJob:
+    """A part of a longer document, made ready to be joined where it is laid out (its
+    element IDs carry its own key)."""
+    key = _part_key(html, True, joined=True)
+    return PartJob(key, html, pdf_ua=True, join_prefix=f"k{key[:12]}-")
 
 
 def _part_key(html: str, pdf_ua: bool, joined: bool = False) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -38,23 +39,36 @@ def get(key: str, touch: bool = True) -> Stored | None:
     return found
 
 
-def put(key: str, scope: str, pdf: bytes, pages: int) -> None:
-    """Store a rendered PDF (another worker may have stored the same one already).
+def put(key: str, scope: str, pdf: bytes, pages: int, evict: bool = True) -> None:
+    """Store a rendered PDF (another worker may have stored the same one already), then
+    make room unless told not to (the parts of a document are stored as they come; the
+    store makes room once, when the document is stored).
 
     On PostgreSQL the transaction that stores it does not wait for its write-ahead log to
     reach the disk: a stored PDF can always be rendered again, and the megabytes of a long
     document must not hold up the commits of the people using the pages meanwhile.
     """
     now = utcnow()
-    if db.session.get_bind().dialect.name == "postgresql":
+    values = {"key": key, "scope": scope, "pdf": pdf, "pages": pages, "size": len(pdf),
+              "created_at": now, "used_at": now}
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
         db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    try:
-        with db.session.begin_nested():
-            db.session.add(RenderedPdf(key=key, scope=scope, pdf=pdf, pages=pages,
-                                       size=len(pdf), created_at=now, used_at=now))
-    except IntegrityError:
-        pass  # the same content, rendered elsewhere a moment ago
-    _evict()
+    if dialect in _INSERT_OR_SKIP:
+        # The same content, rendered elsewhere a moment ago, is simply kept.
+        db.session.execute(_INSERT_OR_SKIP[dialect](RenderedPdf).values(**values)
+                           .on_conflict_do_nothing(index_elements=[RenderedPdf.key]))
+    else:
+        try:
+            with db.session.begin_nested():
+                db.session.add(RenderedPdf(**values))
+        except IntegrityError:
+            pass
+    if evict:
+        _evict()
+
+
+_INSERT_OR_SKIP = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _evict() -> None:
