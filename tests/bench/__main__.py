@@ -97,27 +97,39 @@ def pdf_benchmark() -> None:
         therapist = User(username="bench", display_name="Bench Therapist", role="therapist",
                          password_hash=hash_password("x" * 12))
         db.session.add(therapist)
+        rounds = min(REPEATS, 3)
+        print(f"   (median of {rounds} rounds, each on a course of its own, ours and Chromium in")
+        print("   turn, so that a slow spell of the machine falls on both alike)")
         for sessions in (40, 100):
-            course = make_course(therapist, sessions, f"KT-B{sessions}")
-            forget_rendered()
-            doc = documents.build("summary", course)
-            first, pdf = timed(lambda doc=doc: documents.document_pdf(doc))
-            pages = _pages(pdf)
-            add_signed_session(course, therapist)
-            db.session.expire_all()
-            course = db.session.get(Course, course.id)
-            doc = documents.build("summary", course)
-            again, pdf2 = timed(lambda doc=doc: documents.document_pdf(doc))
-            cold = _chromium_seconds(documents.document_html(doc), Path(tmp))
+            firsts, agains, colds = [], [], []
+            for r in range(rounds):
+                course = make_course(therapist, sessions, f"KT-B{sessions}-{r}")
+                forget_rendered()
+                doc = documents.build("summary", course)
+                first, pdf = timed(lambda doc=doc: documents.document_pdf(doc))
+                pages = _pages(pdf)
+                add_signed_session(course, therapist)
+                db.session.expire_all()
+                course = db.session.get(Course, course.id)
+                doc = documents.build("summary", course)
+                again, pdf2 = timed(lambda doc=doc: documents.document_pdf(doc))
+                firsts.append(first)
+                agains.append(again)
+                colds.append(_chromium_seconds(documents.document_html(doc), Path(tmp),
+                                               runs=1))
+            first, again = statistics.median(firsts), statistics.median(agains)
             print(f"   {sessions:3d} sessions ({pages} pages → {_pages(pdf2)} pages):")
-            print(f"       first render          {first:7.2f} s")
+            print(f"       first render          {first:7.2f} s   (rounds: "
+                  f"{', '.join(f'{t:.2f}' for t in firsts)})")
             print(f"       after one new session {again:7.2f} s   "
                   f"{again / first * 100:5.1f} % of the first")
-            if cold is None:
+            if None in colds:
                 print("       cold Chromium          n/a (no /usr/bin/chromium)")
             else:
+                cold = statistics.median(colds)
                 print(f"       cold Chromium         {cold:7.2f} s   "
-                      f"first render = {first / cold:4.2f}× Chromium")
+                      f"first render = {first / cold:4.2f}× Chromium   (rounds: "
+                      f"{', '.join(f'{t:.2f}' for t in colds)})")
         db.engine.dispose()
     print()
 
@@ -162,8 +174,9 @@ def _pages(pdf: bytes) -> int:
     return len(PdfReader(io.BytesIO(pdf)).pages)
 
 
-def _chromium_seconds(html: str, tmp: Path) -> float | None:
-    """A cold headless Chromium (process start included) printing ``html`` to PDF."""
+def _chromium_seconds(html: str, tmp: Path, runs: int | None = None) -> float | None:
+    """A cold headless Chromium (process start included) printing ``html`` to PDF: the
+    median of ``runs`` runs (of up to three when not given)."""
     from kaptools.resources import resource_dir
 
     chromium = "/usr/bin/chromium"
@@ -175,7 +188,7 @@ def _chromium_seconds(html: str, tmp: Path) -> float | None:
     src, out = tmp / "doc.html", tmp / "chromium.pdf"
     src.write_text(page_html)
     runs = []
-    for _ in range(min(REPEATS, 3)):
+    for _ in range(runs or min(REPEATS, 3)):
         profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
                "--disable-background-networking", "--disable-component-update",
