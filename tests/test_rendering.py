@@ -362,3 +362,33 @@ def test_the_same_pdf_stored_twice_is_kept_once(app):
         rows = db.session.scalars(select(RenderedPdf)).all()
         assert [(r.key, r.pdf) for r in rows] == [("k" * 64, b"%PDF-first")]
         assert store.get("k" * 64).pdf == b"%PDF-first"
+
+
+def test_children_that_die_while_parts_are_handed_over_are_replaced(app):
+    """When the render children die while a document's parts are still being made and
+    handed to them (a child past its memory limit), the render ends with the cause
+    named, the children are replaced, and the next render works."""
+    from kaptools.rendering import engine
+    from kaptools.rendering.engine import Limits, PartJob, RenderLimitExceeded, render_parts
+
+    page = "<!doctype html><html lang='en'><title>t</title><p>{}</p></html>"
+    limits = Limits(seconds=120, memory_mb=1536, processes=2, max_pages=100)
+    engine.warm_up(limits)
+
+    def parts():
+        yield PartJob("p0", page.format(0))
+        executor = engine._POOL._executor
+        engine._kill(executor)  # as the kernel would, past the memory limit
+        for _ in range(200):
+            if getattr(executor, "_broken", False):
+                break
+            time.sleep(0.05)
+        yield PartJob("p1", page.format(1))
+
+    with pytest.raises(RenderLimitExceeded) as stopped:
+        render_parts(parts(), limits, time.monotonic() + 120, lambda *a: None)
+    assert stopped.value.cause == "memory"
+    seen: list[str] = []
+    render_parts([PartJob("p2", page.format(2))], limits, time.monotonic() + 120,
+                 lambda key, pdf, pages: seen.append(key))
+    assert seen == ["p2"]

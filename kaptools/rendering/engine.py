@@ -15,10 +15,11 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from itertools import chain
 
 log = logging.getLogger("kaptools.rendering")
 
@@ -59,6 +60,15 @@ class PartJob:
     join_prefix: str | None = None  # a part of a longer document: prepared for joining
 
 
+class _BrokenWhileHanding(Exception):
+    """The children broke while parts were being handed to them: what was handed over
+    (``pending``), the part that could not be, and the children's generation."""
+
+    def __init__(self, pending: dict, part: PartJob, generation: int) -> None:
+        super().__init__("the render processes stopped while parts were handed to them")
+        self.pending, self.part, self.generation = pending, part, generation
+
+
 def _context() -> multiprocessing.context.BaseContext:
     global _CONTEXT
     if _CONTEXT is None:
@@ -92,8 +102,12 @@ class _Pool:
             pending = {}
             try:
                 for part in parts:
-                    pending[executor.submit(_child_render, part.html, part.pdf_ua,
-                                            part.join_prefix)] = part
+                    try:
+                        future = executor.submit(_child_render, part.html, part.pdf_ua,
+                                                 part.join_prefix)
+                    except BrokenProcessPool as exc:  # a child died meanwhile
+                        raise _BrokenWhileHanding(pending, part, self.generation) from exc
+                    pending[future] = part
                     self._served += 1
             except BaseException:
                 for future in pending:
@@ -174,37 +188,44 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
     """
     from ..i18n import _  # here, not at the top: render children import this module
 
-    waiting: Iterable[PartJob] = parts  # parts are made as they are handed over
+    waiting: Iterator[PartJob] = iter(parts)  # parts are made as they are handed over
     retried = False
     while True:
-        pending, generation = _POOL.submit(waiting, limits)
-        if meanwhile is not None:
-            try:
-                meanwhile()
-            except BaseException:
-                for future in pending:
-                    future.cancel()  # those not started yet
-                raise
-            meanwhile = None
         try:
-            _collect(pending, limits, deadline, done)
-            return
-        except BrokenProcessPool as exc:
-            waiting = list(pending.values())
-            if _POOL.generation != generation and not retried:
-                retried = True  # another job's deadline replaced the children: go on
-                continue
-            _POOL.discard(generation, kill=True)
-            raise RenderLimitExceeded(
-                "memory", _("a render process stopped unexpectedly, most likely because it "
-                            "needed more than %(memory)s MiB", memory=limits.memory_mb)) from exc
-        except RenderLimitExceeded as exc:
-            if exc.cause == "time":
-                _POOL.discard(generation, kill=True)
-            else:
-                for future in pending:
-                    future.cancel()  # those not started yet; nothing is killed
-            raise
+            pending, generation = _POOL.submit(waiting, limits)
+        except _BrokenWhileHanding as broken:
+            # What was handed over is lost with the children: handed over again, with the
+            # part that could not be and those not made yet.
+            pending, generation, failure = broken.pending, broken.generation, broken.__cause__
+            waiting = chain(list(pending.values()), [broken.part], waiting)
+        else:
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException:
+                    for future in pending:
+                        future.cancel()  # those not started yet
+                    raise
+                meanwhile = None
+            try:
+                _collect(pending, limits, deadline, done)
+                return
+            except BrokenProcessPool as exc:
+                waiting, failure = iter(list(pending.values())), exc
+            except RenderLimitExceeded as exc:
+                if exc.cause == "time":
+                    _POOL.discard(generation, kill=True)
+                else:
+                    for future in pending:
+                        future.cancel()  # those not started yet; nothing is killed
+                raise
+        if _POOL.generation != generation and not retried:
+            retried = True  # another job's deadline replaced the children: go on
+            continue
+        _POOL.discard(generation, kill=True)
+        raise RenderLimitExceeded(
+            "memory", _("a render process stopped unexpectedly, most likely because it "
+                        "needed more than %(memory)s MiB", memory=limits.memory_mb)) from failure
 
 
 def _collect(pending: dict, limits: Limits, deadline: float, done) -> None:

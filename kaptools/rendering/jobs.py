@@ -150,16 +150,19 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
         if frame is not None:
             yield frame
         # Each part is made, looked up and handed to a child in turn: the children start
-        # on the first while this process makes the next.
+        # on the first while this process makes the next. This runs under the render
+        # pool's lock, so it only reads (the parts found are marked used afterwards): a
+        # write here could wait on another job that waits for that lock.
         for part in the_plan.jobs():
             keys.append(part.key)
-            if (found := store.get(part.key)) is not None:
+            if (found := store.get(part.key, touch=False)) is not None:
                 pdfs[part.key], pages[part.key] = found.pdf, found.pages
             else:
                 missing.append(part.key)
                 yield part
 
     def counted() -> None:
+        store.touch([k for k in keys if k in pdfs])
         progress(ngettext("Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
                           "Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
                           len(keys), missing=len(missing), done=len(keys) - len(missing)), 5)

@@ -39,6 +39,13 @@ def get(key: str, touch: bool = True) -> Stored | None:
     return found
 
 
+def touch(keys: list[str]) -> None:
+    """Mark stored entries as used now (those looked up with ``touch=False``)."""
+    if keys:
+        db.session.execute(update(RenderedPdf).where(RenderedPdf.key.in_(keys))
+                           .values(used_at=utcnow()))
+
+
 def put(key: str, scope: str, pdf: bytes, pages: int, evict: bool = True) -> None:
     """Store a rendered PDF (another worker may have stored the same one already), then
     make room unless told not to (the parts of a document are stored as they come; the

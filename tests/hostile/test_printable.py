@@ -108,3 +108,27 @@ def test_a_note_that_cannot_be_laid_out_prints_as_plain_text(app, world, maya):
     assert "a generous amount" in text  # the broken note's content, as plain text
     assert "could not be laid out" in text  # with a visible marker
     assert "I am going to be fired" in text  # and the rest of the course prints as usual
+
+
+def test_a_word_longer_than_its_column_stays_on_the_page(app, world, maya, tmp_path):
+    """The dosing record's and the vitals' columns have fixed widths: a word longer than
+    its column wraps inside it, all of it on the paper, never past the page's edge."""
+    import subprocess
+
+    lot, remark = "L" * 160, "Q" * 160
+    with app.app_context():
+        sample = dict(REGISTRY.latest("kap-dosing").sample)
+        vitals = [{**sample["vitals"][0], "note": remark}]
+        add_note(world["dosing"], "kap-dosing", {**sample, "lot_number": lot, "vitals": vitals},
+                 sign=False)
+    resp = maya.get(f"/sessions/{world['dosing']}/documents/summary.pdf")
+    assert resp.status_code == 200
+    text = pdf_text(resp.data)
+    assert text.replace(" ", "").count(lot) == 1 and text.replace(" ", "").count(remark) == 1
+    (tmp_path / "doc.pdf").write_bytes(resp.data)
+    subprocess.run(["pdftotext", "-bbox", str(tmp_path / "doc.pdf"), str(tmp_path / "b.html")],
+                   check=True)
+    boxes = (tmp_path / "b.html").read_text()
+    width = float(re.search(r'<page width="([\d.]+)"', boxes).group(1))
+    ends = [float(x) for x in re.findall(r'xMax="([\d.]+)"', boxes)]
+    assert ends and max(ends) <= width - 16 * 72 / 25.4 + 1  # inside the right margin
