@@ -162,7 +162,7 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
                 yield part
 
     def counted() -> None:
-        store.touch([k for k in keys if k in pdfs])
+        store.mark_used([k for k in keys if k in pdfs])
         progress(ngettext("Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
                           "Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
                           len(keys), missing=len(missing), done=len(keys) - len(missing)), 5)

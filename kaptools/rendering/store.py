@@ -34,12 +34,11 @@ def get(key: str, touch: bool = True) -> Stored | None:
         return None
     found = Stored(row.key, row.pdf, row.pages)
     if touch:
-        db.session.execute(update(RenderedPdf).where(RenderedPdf.key == key)
-                           .values(used_at=utcnow()))
+        mark_used([key])
     return found
 
 
-def touch(keys: list[str]) -> None:
+def mark_used(keys: list[str]) -> None:
     """Mark stored entries as used now (those looked up with ``touch=False``)."""
     if keys:
         db.session.execute(update(RenderedPdf).where(RenderedPdf.key.in_(keys))
