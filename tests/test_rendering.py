@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pikepdf
 import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
@@ -316,6 +317,76 @@ def test_print_layout_leaves_out_the_user_agent_rules_it_never_uses(app):
     text = " ".join(pdf_pages(weasy.html_to_pdf(page)))
     assert "•" in text and "First item" in text
     assert "Text1" in text and "1. A footnote" in text  # still numbered, call and note
+
+
+def test_font_subsetting_parses_no_c_declaration_per_glyph_count(app, monkeypatch):
+    """WeasyPrint subsets each font with the glyphs a document uses, handing HarfBuzz an
+    array typed by its length ("hb_codepoint_t[57]"); cffi parses each new such type
+    with its C parser, a few milliseconds each, in every render child again. The arrays
+    are made as open arrays sized by their items instead: documents with new glyph counts
+    parse nothing, and their embedded fonts are exactly those the plain arrays make."""
+    from cffi import cparser
+    from fontTools.ttLib import TTFont
+    from weasyprint.pdf import fonts
+    from weasyprint.text.ffi import ffi
+
+    from kaptools.rendering import weasy
+
+    # Laid out first, so that the fixed types every document's fonts use ("char[4]",
+    # "hb_tag_t[100]") are parsed before the spy looks; and no glyph count is taken as
+    # already parsed by an earlier document of this process.
+    weasy.html_to_pdf("<!doctype html><html lang='en'><title>t</title><p>warm</p></html>")
+    for cdecl in [c for c in ffi._parsed_types if c.startswith("hb_codepoint_t[")]:
+        monkeypatch.delitem(ffi._parsed_types, cdecl)
+    parsed: list[str] = []
+    original = cparser.Parser.parse_type
+
+    def parse_type(self, cdecl):
+        parsed.append(cdecl)
+        return original(self, cdecl)
+
+    def font_programs(pdf: bytes) -> list[bytes]:
+        """Every embedded font's tables but its header (which carries a timestamp)."""
+        programs = []
+        for page in pikepdf.open(io.BytesIO(pdf)).pages:
+            for font in page.Resources.Font.values():
+                embedded = font.DescendantFonts[0].FontDescriptor.FontFile2.read_bytes()
+                tables = TTFont(io.BytesIO(embedded))
+                programs.append(b"".join(tag.encode() + tables.getTableData(tag)
+                                         for tag in sorted(tables.reader.keys())
+                                         if tag != "head"))
+        return programs
+
+    monkeypatch.setattr(cparser.Parser, "parse_type", parse_type)
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for count in (7, 19, 31, 44):
+        words = " ".join([letters[:count]] * 2)
+        page = (f"<!doctype html><html lang='en'><title>t</title><p>{words}"
+                f"<strong>{words[::-1]}</strong></p></html>")
+        parsed.clear()
+        wrapped = weasy.html_to_pdf(page)
+        assert [cdecl for cdecl in parsed if re.search(r"\[\d+\]", cdecl)] == []
+        with monkeypatch.context() as plain:  # the plain FFI (which parses each count)
+            plain.setattr(fonts, "ffi", ffi)
+            unwrapped = weasy.html_to_pdf(page)
+        assert any(re.fullmatch(r"hb_codepoint_t\[\d+\]", cdecl) for cdecl in parsed)
+        assert letters[:count] in " ".join(pdf_pages(wrapped))
+        assert len(font_programs(wrapped)) == 2
+        assert font_programs(wrapped) == font_programs(unwrapped)
+
+
+def test_render_children_warm_up_with_a_part_like_a_real_one(app):
+    """A render child lays out a session-shaped part, tagged and made ready to be joined,
+    before the first real part arrives: what a first layout loads once per process is
+    loaded while nothing waits. A warm-up that stopped working would do so silently (its
+    outcome is not reported), so this checks it lays out."""
+    from kaptools.rendering import child
+
+    outcome = child.render(child.WARM_UP, True, "warm-up-")
+    assert outcome[0] == "ok", outcome
+    text = " ".join(pdf_pages(outcome[1]))
+    assert "The quick brown fox" in text and "0123456789abcdef" in text
+    assert "/KaptoolsJoin" in pikepdf.open(io.BytesIO(outcome[1])).Root.StructTreeRoot
 
 
 def test_parts_are_handed_to_the_children_as_they_are_made(app):

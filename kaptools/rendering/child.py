@@ -16,17 +16,42 @@ weasy.font_config()  # load fontconfig once, in the fork server
 try:
     weasy.print_stylesheet()  # and parse the print stylesheet once
     weasy.lean_ua_stylesheet()  # (and the user-agent stylesheet it is laid out with)
-except Exception:  # a child that needs it parses it itself (and reports what is wrong)
+    weasy.prepare_layout()  # the layout engine, as every child uses it
+    from . import assemble  # noqa: F401  (and the joining code: pikepdf)
+except Exception:  # a child that needs it makes it itself (and reports what is wrong)
     pass
 
 
-# Laid out once when a child starts, so the fonts and styles are loaded before the
-# first real part arrives.
+# Laid out once when a child starts, before the first real part arrives: shaped like a
+# session part (print/part.html's page rules, its elements and table layouts, the faces
+# of the fonts parts use, letters and digits; tagged and made ready to be joined), so what
+# a first layout loads or caches once per process (fonts, shapers, selectors, the tagging
+# and joining code) is ready when a part comes. Synthetic words only.
 WARM_UP = """<!doctype html><html lang="en"><head><title>warm-up</title>
-<link rel="stylesheet" href="/static/css/print.css"></head><body class="summary">
-<h1>Aa</h1><h2>Bb</h2><p>Cc <strong>Dd</strong> <em>Ee</em> <code>Ff</code></p>
-<table><tr><th>Gg</th><td>Hh</td></tr></table><div class="handout"><h2>Ii</h2>
-<p class="quote">Jj</p></div></body></html>"""
+<link rel="stylesheet" href="/static/css/print.css">
+<style>@page { @top-left { content: none; } @top-right { content: none; } @bottom-left { content:
+none; } @bottom-center { content: none; } @bottom-right { content: none; } }</style>
+</head><body class="summary">
+<section class="session"><div class="session-head"><h2>Warm-up · Monday 01 January 2001</h2>
+<p class="muted small">Aa Bb Cc 0123456789.</p></div>
+<article class="note"><h3 class="note-title">Warm-up note <span class="note-state signed">signed
+</span> <span class="muted small">template v1</span></h3>
+<section class="view-section"><h3>Section</h3><div class="view-field"><div class="view-label">
+Label</div><div class="view-value"><p>The quick brown fox jumps over the lazy dog; THE QUICK
+BROWN FOX JUMPS OVER THE LAZY DOG, 0123456789 (%/+-=:?!).</p></div></div>
+<div class="view-field"><div class="view-label">List</div><div class="view-value"><ul><li>
+<strong>Strong</strong> <em>emphasis</em> <code>code</code></li><li>Two</li></ul></div></div>
+</section><h4>Tables</h4><table class="questionnaire"><thead><tr><th scope="col">#</th>
+<th scope="col">Item</th><th scope="col">Answer</th></tr></thead><tbody><tr><td>1</td>
+<td>Row</td><td class="flag">Flag</td></tr></tbody></table><table class="record-table"><tbody>
+<tr><th scope="row">Route</th><td>Text</td></tr></tbody></table><table class="vitals-table">
+<thead><tr><th scope="col" class="c-time">Time</th><th scope="col" class="c-bp">BP</th>
+<th scope="col">Note</th></tr></thead><tbody><tr><td>12:00</td><td class="vital-out">150
+<span class="vital-marker">high</span></td><td>Text</td></tr></tbody></table><table><thead><tr>
+<th scope="col">Auto</th><th scope="col">Layout</th></tr></thead><tbody><tr><td>1</td><td>Two
+</td></tr></tbody></table><div class="signature-block"><p>Signed by <strong>Warm Up</strong> ·
+<span class="hash">0123456789abcdef0123456789abcdef</span></p></div></article></section>
+<div class="handout"><h2>Ii</h2><p class="quote">Jj</p></div></body></html>"""
 
 
 def limit_self(memory_mb: int) -> None:
@@ -42,7 +67,7 @@ def limit_self(memory_mb: int) -> None:
         except OSError:
             pass
     try:
-        weasy.render_pdf(WARM_UP)
+        render(WARM_UP, True, "warm-up-")
     except Exception:  # a real render reports whatever is wrong
         pass
     _freeze_what_lasts()

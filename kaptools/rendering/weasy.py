@@ -143,6 +143,51 @@ def lean_ua_stylesheet():
         return _LEAN_UA[0]
 
 
+# WeasyPrint subsets each embedded font through HarfBuzz and hands it the glyphs to keep
+# as ``ffi.new(f"hb_codepoint_t[{n}]", glyphs)``. cffi parses every new type string with
+# its C parser (about 2.5 ms each: it declares again each of the sixty-odd type names
+# WeasyPrint declared) and caches it by the string, so each new glyph count is parsed
+# once per process: dozens per render child, most of them again in every fresh child
+# (about 5 % of a part's layout time). The same arrays, made as open arrays sized by
+# their items ("hb_codepoint_t[]", parsed once), are byte for byte the same to HarfBuzz.
+_FIXED_ARRAY = re.compile(r"(\w+)\[([1-9][0-9]*)\]", re.ASCII)
+
+
+class _SizedByItems:
+    """An FFI that makes fixed-size arrays given all their items as open arrays; every
+    other call goes to the FFI it wraps."""
+
+    def __init__(self, ffi) -> None:
+        self._ffi = ffi
+        self._open_types: dict[str, object] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._ffi, name)
+
+    def new(self, cdecl, init=None):
+        if isinstance(cdecl, str) and isinstance(init, (tuple, list)):
+            fixed = _FIXED_ARRAY.fullmatch(cdecl)
+            if fixed is not None and int(fixed.group(2)) == len(init):
+                item = fixed.group(1)
+                open_type = self._open_types.get(item)
+                if open_type is None:
+                    open_type = self._open_types[item] = self._ffi.typeof(item + "[]")
+                return self._ffi.new(open_type, init)
+        return self._ffi.new(cdecl, init)
+
+
+def _subset_fonts_without_parsing() -> None:
+    """Give WeasyPrint's font subsetting the FFI above (once; only where its modules are
+    the ones this was written for: otherwise everything is left as it is)."""
+    try:
+        from weasyprint.pdf import fonts
+        from weasyprint.text.ffi import ffi
+    except ImportError:
+        return
+    if getattr(fonts, "ffi", None) is ffi:
+        fonts.ffi = _SizedByItems(ffi)
+
+
 def _html_class():
     """WeasyPrint's HTML, laid out with the lean user-agent stylesheet."""
     global _HTML_CLASS
@@ -157,8 +202,15 @@ def _html_class():
                 return [lean if sheet is UA_STYLESHEET and lean is not None else sheet
                         for sheet in sheets]
 
+        _subset_fonts_without_parsing()
         _HTML_CLASS = PrintHTML
     return _HTML_CLASS
+
+
+def prepare_layout() -> None:
+    """Import the layout engine and make it ready, as every render uses it (a render
+    child's fork server does this once for all its children)."""
+    _html_class()
 
 
 def render_pdf(html: str, *, pdf_ua: bool = False) -> tuple[bytes, int]:
