@@ -389,6 +389,39 @@ def test_render_children_warm_up_with_a_part_like_a_real_one(app):
     assert "/KaptoolsJoin" in pikepdf.open(io.BytesIO(outcome[1])).Root.StructTreeRoot
 
 
+MAIN_SCRIPT = """
+import os, sys, time
+with open(os.environ["KT_IMPORTED"], "a") as marks:  # each process that runs this file
+    marks.write(f"{os.getpid()}\\n")
+if __name__ == "__main__":
+    from kaptools.rendering.engine import Limits, PartJob, render_parts
+    limits = Limits(seconds=120, memory_mb=1536, processes=2, max_pages=100)
+    parts = [PartJob(str(i), f"<!doctype html><title>t</title><p>{i}</p>") for i in range(4)]
+    done = []
+    render_parts(parts, limits, time.monotonic() + 120, lambda key, pdf, n: done.append(key))
+    print(len(done))
+"""
+
+
+def test_render_children_do_not_each_import_the_programs_main_module(tmp_path):
+    """Started from a script (the ``kaptools`` command, a worker's entry point), the
+    render children of a fork server each ran that script again (multiprocessing makes
+    the main module importable in a child): every child imported the whole application
+    before its first part (about 0.6 s of CPU and its memory, after every recycling).
+    The fork server imports it once, and its children inherit it."""
+    script, marks = tmp_path / "main_script.py", tmp_path / "imported.txt"
+    script.write_text(MAIN_SCRIPT)
+    env = {**os.environ, "KT_IMPORTED": str(marks),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "4"  # every part was laid out
+    importers = marks.read_text().split()
+    # The program itself and its fork server; none of the two render children.
+    assert len(importers) == 2, importers
+
+
 def test_parts_are_handed_to_the_children_as_they_are_made(app):
     """render_parts takes parts as they are made (a summary's print HTML is rendered part
     by part while the children lay out the first): every part is laid out; when making

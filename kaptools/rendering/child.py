@@ -11,7 +11,25 @@ import os
 import resource
 
 from . import weasy
+from .engine import MAIN_PATH_ENV
 
+
+def _run_main_script_once() -> None:
+    """Run the program's script here, in the fork server, as multiprocessing would in each
+    child (children find it already run and skip it): started from the ``kaptools``
+    command, each child would otherwise import the whole application again before its
+    first part (about 0.6 s of CPU, and the memory)."""
+    path = os.environ.get(MAIN_PATH_ENV)
+    if path:
+        from multiprocessing import spawn
+
+        try:
+            spawn.import_main_path(path)
+        except Exception:  # each child then runs it itself, as without this
+            pass
+
+
+_run_main_script_once()
 weasy.font_config()  # load fontconfig once, in the fork server
 try:
     weasy.print_stylesheet()  # and parse the print stylesheet once

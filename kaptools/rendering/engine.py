@@ -25,6 +25,11 @@ log = logging.getLogger("kaptools.rendering")
 
 # Children forked from the server process start with these modules loaded.
 _PRELOAD = ["kaptools.rendering.child"]
+# The program's own script (the ``kaptools`` command, say), which multiprocessing runs in
+# every child that does not have it yet: the server runs it once instead (see child.py),
+# and every child inherits it. (Python 3.11's own "__main__" preload never receives the
+# script's path, so it does nothing.)
+MAIN_PATH_ENV = "KAPTOOLS_RENDER_MAIN_PATH"
 _CONTEXT: multiprocessing.context.BaseContext | None = None
 
 
@@ -74,6 +79,11 @@ def _context() -> multiprocessing.context.BaseContext:
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(_PRELOAD)
+        from multiprocessing import spawn
+
+        main_path = spawn.get_preparation_data("render").get("init_main_from_path")
+        if main_path:  # what each child is told to run; the server, started after
+            os.environ[MAIN_PATH_ENV] = main_path  # this, finds it in its environment
         _CONTEXT = ctx
     return _CONTEXT
 
