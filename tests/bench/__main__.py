@@ -187,7 +187,7 @@ def _chromium_seconds(html: str, tmp: Path, runs: int | None = None) -> float | 
         .replace('url("/static/', f'url("file://{static}/')
     src, out = tmp / "doc.html", tmp / "chromium.pdf"
     src.write_text(page_html)
-    runs = []
+    times = []
     for _ in range(runs or min(REPEATS, 3)):
         profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
@@ -197,8 +197,8 @@ def _chromium_seconds(html: str, tmp: Path, runs: int | None = None) -> float | 
         seconds, proc = timed(lambda cmd=cmd: subprocess.run(cmd, capture_output=True,
                                                              timeout=300))
         if proc.returncode == 0 and out.exists():
-            runs.append(seconds)
-    return statistics.median(runs) if runs else None
+            times.append(seconds)
+    return statistics.median(times) if times else None
 
 
 BENCHMARKS = {
