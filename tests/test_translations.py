@@ -199,6 +199,54 @@ def test_printed_documents_speak_the_clinic_language_and_are_stored_apart(app_fa
     assert "Seite 1 von" in text and "Confidential health record" not in text
 
 
+@pytest.mark.parametrize("label", [
+    # Too long for the page-number box: it wraps onto two lines.
+    "Seite %(page)s von %(total)s (so viele Seiten hat dieses Dokument insgesamt)",
+    # Right to left, in a fallback font: glyphs not in the order of the characters.
+    "עמוד %(page)s מתוך %(total)s",
+])
+def test_page_numbers_a_translation_cannot_compose_are_laid_out_page_by_page(
+        app_factory, german, caplog, label):
+    """Page numbers are composed from a laid-out sample only when the sample proves that
+    exact; a translated label that wraps or runs right to left is laid out for every
+    page instead, and every page still carries its own number."""
+    import io
+    import logging
+    import re
+
+    from pypdf import PdfReader
+    from sqlalchemy import select
+
+    from kaptools import documents
+    from kaptools.demo import load_demo
+    from kaptools.extensions import db
+    from kaptools.models import Course
+    from kaptools.rendering.numbers import NotComposable, Numbers
+    from kaptools.rendering.parts import numbers_sample_job
+    from kaptools.rendering.weasy import html_to_pdf
+
+    catalog = Catalog(locale="de")
+    catalog.add("Page %(page)s of %(total)s", label)
+    with open(german / "de" / "LC_MESSAGES" / "messages.mo", "wb") as handle:
+        write_mo(handle, catalog)
+    app = app_factory(CLINIC_LOCALE="de", BABEL_TRANSLATION_DIRECTORIES=str(german))
+    with app.test_request_context():
+        with pytest.raises(NotComposable, match="not one positioned run"):
+            Numbers.from_sample(html_to_pdf(numbers_sample_job().html))
+        load_demo()
+        course = db.session.scalar(select(Course).where(Course.format == "intensive"))
+        with caplog.at_level(logging.WARNING, logger="kaptools.rendering"):
+            pdf = documents.document_pdf(documents.build("summary", course))
+    assert "page numbers laid out page by page" in caplog.text
+    pages = [re.sub(r"\s+", " ", p.extract_text() or "") for p in PdfReader(io.BytesIO(pdf)).pages]
+    assert len(pages) > 10
+    for number, text in enumerate(pages, 1):
+        if label.startswith("Seite"):
+            assert f"Seite {number} von {len(pages)} (so viele Seiten" in text, number
+        else:  # extracted in an order of its own: the numbers are there
+            assert re.search(rf"(?<!\d){number}(?!\d)", text) and str(len(pages)) in text
+
+
 def test_every_word_the_page_scripts_write_is_in_the_catalogue():
     """Scripts look their words up in the page (#kt-words, from ``SCRIPT_WORDS``): a word
     a script writes that is not listed there would stay English."""

@@ -11,18 +11,24 @@ The work is split so that little of it waits on anything else:
 - ``prepare_part`` runs where a part is laid out (in a render child, beside the other
   parts): it walks the part's structure tree once and stores what joining needs with the
   part, so a stored part is never walked again;
-- ``Assembly`` joins the parts while the page-number overlays are still being laid out
-  (they need the page count, so they come last), and ``finish`` lays the page furniture
-  (laid out once for the document, beside its parts) and the overlays over the pages
-  and writes the whole.
+- ``Assembly`` joins the parts one by one as they are laid out (each as soon as it and
+  those before it are), while the children lay out the rest; ``finish`` lays the page
+  furniture (laid out once for the document, beside its parts) and the page numbers
+  (composed from a sample laid out once, see numbers.py; they need the page count, so
+  they come last) over the pages and writes the whole.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pikepdf
 from pikepdf import Array, Dictionary, Name, NameTree, NumberTree, OutlineItem, Page, Pdf
+
+if TYPE_CHECKING:
+    from .numbers import Numbers
 
 # What ``prepare_part`` leaves in a part's StructTreeRoot: the prefix its element IDs
 # carry, and its elements whose parent was the part's own root or Document (detached
@@ -48,39 +54,62 @@ class Assembly:
     ``finish`` adds the overlays and the metadata and writes the PDF; ``close`` lets go
     of the parts when it is not called."""
 
-    def __init__(self, parts: list[bytes]) -> None:
-        self.out = out = Pdf.new()
+    def __init__(self, parts: Iterable[bytes] = ()) -> None:
+        self.out = Pdf.new()
         self.bookmarks: list[OutlineItem] = []
         self.sources: list[Pdf] = []  # kept open until the result is written
-        placed = []  # (source, index of its first page in the result)
+        self.placed: list[tuple[Pdf, int]] = []  # (source, its first page in the result)
+        self._structure: _Structure | None = _Structure(self.out)  # None: not all tagged
+        self._sealed = False
         try:
             for data in parts:
-                source = Pdf.open(io.BytesIO(data))
-                self.sources.append(source)
-                start = len(out.pages)
-                self.bookmarks += _outline(source, start)
-                out.pages.extend(source.pages)
-                placed.append((source, start))
-                if start == 0:
-                    with out.open_metadata(set_pikepdf_as_editor=False) as meta:
-                        meta.load_from_docinfo(source.docinfo)
-                    for key, value in source.docinfo.items():
-                        out.docinfo[key] = value
-            if all("/StructTreeRoot" in source.Root for source, _ in placed):
-                _join_structure(out, placed)
-            _resolve_links(out, placed)
+                self.add(data)
         except BaseException:
             self.close()
             raise
 
-    def finish(self, frame: bytes | None, overlays: list[bytes], title: str,
+    def add(self, data: bytes) -> None:
+        """Join the next part (a render joins each as soon as it and those before it are
+        laid out, while the children lay out the rest)."""
+        out = self.out
+        source = Pdf.open(io.BytesIO(data))
+        self.sources.append(source)
+        start = len(out.pages)
+        self.bookmarks += _outline(source, start)
+        out.pages.extend(source.pages)
+        self.placed.append((source, start))
+        if start == 0:
+            with out.open_metadata(set_pikepdf_as_editor=False) as meta:
+                meta.load_from_docinfo(source.docinfo)
+            for key, value in source.docinfo.items():
+                out.docinfo[key] = value
+        if self._structure is not None:
+            if "/StructTreeRoot" in source.Root:
+                self._structure.add(source, start)
+            else:  # one untagged part: the whole is untagged
+                self._structure = None
+
+    def seal(self) -> None:
+        """After the last part: the joined structure tree and the links between parts."""
+        if self._sealed:
+            return
+        self._sealed = True
+        if self._structure is not None and self.placed:
+            self._structure.attach(self.placed[0][0])
+        _resolve_links(self.out, self.placed)
+
+    def finish(self, frame: bytes | None, overlays: list[bytes] | Numbers, title: str,
                keywords: str | None) -> bytes:
         """Lay ``frame``'s first page over the first page and its second over every other
         page (the running heads and feet, the same on every page: drawn once, referred
-        to by each page), and the pages of ``overlays`` (the page numbers) one over each
-        page; then write the PDF with its outline and metadata."""
+        to by each page), and a page number over each page (composed by ``overlays``,
+        or the pages of ``overlays``, in order); then write the PDF with its outline and
+        metadata."""
+        from .numbers import Numbers  # here: render children import this module
+
         out = self.out
         try:
+            self.seal()
             furniture = []
             if frame is not None:
                 source = Pdf.open(io.BytesIO(frame))
@@ -88,11 +117,17 @@ class Assembly:
                 for page in source.pages[:2]:
                     _mark_as_artifact(page)
                     furniture.append(out.copy_foreign(page.as_form_xobject()))
-            stamps = []
-            for data in overlays:
-                source = Pdf.open(io.BytesIO(data))
-                self.sources.append(source)
-                stamps += source.pages
+            stamps: list = []
+            if isinstance(overlays, Numbers):
+                total = len(out.pages)
+                stamps = [overlays.overlay(out, n, total) for n in range(1, total + 1)]
+            else:
+                for data in overlays:
+                    source = Pdf.open(io.BytesIO(data))
+                    self.sources.append(source)
+                    stamps += source.pages
+                for stamp in stamps:
+                    _mark_as_artifact(stamp)
             if overlays and len(stamps) != len(out.pages):
                 raise ValueError(f"the overlays have {len(stamps)} pages for "
                                  f"{len(out.pages)}")
@@ -100,7 +135,6 @@ class Assembly:
                 if furniture:
                     page.add_overlay(furniture[min(number, len(furniture) - 1)])
                 if stamps:
-                    _mark_as_artifact(stamps[number])
                     page.add_overlay(stamps[number])
             with out.open_outline() as outline:
                 whole = OutlineItem(title, 0)
@@ -146,18 +180,27 @@ def prepare_part(data: bytes, prefix: str) -> bytes:
         return buffer.getvalue()
 
 
-def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
-    """The parts' structure trees as one: each part's top-level elements under a single
-    Document element, their marked-content keys (StructParents) renumbered so that they
-    stay unique, and the catalog entries PDF/UA-1 asks for taken from the first part."""
-    document = out.make_indirect(Dictionary(Type=Name.StructElem, S=Name.Document, K=Array()))
-    nums = Array()
-    role_map = Dictionary()
-    next_key = 0
-    prefixes: set[str] = set()
-    for number, (source, start) in enumerate(placed):
+class _Structure:
+    """The parts' structure trees as one, a part at a time: each part's top-level elements
+    under a single Document element, their marked-content keys (StructParents) renumbered
+    so that they stay unique, and the catalog entries PDF/UA-1 asks for taken from the
+    first part (``attach``)."""
+
+    def __init__(self, out: Pdf) -> None:
+        self.out = out
+        self.document = out.make_indirect(Dictionary(Type=Name.StructElem, S=Name.Document,
+                                                     K=Array()))
+        self.nums = Array()
+        self.role_map = Dictionary()
+        self.next_key = 0
+        self.prefixes: set[str] = set()
+        self.count = 0
+
+    def add(self, source: Pdf, start: int) -> None:
+        out, document, number = self.out, self.document, self.count
+        self.count += 1
         tree = source.Root.StructTreeRoot
-        offset = next_key
+        offset = self.next_key
         kids, entries, tops = _top_level(tree)
         prepared = tree.get(PREPARED)
         if prepared is None:
@@ -167,9 +210,9 @@ def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
             _prefix_ids(elements, f"p{number}-")
         else:
             detached = list(prepared.Detached)
-            if str(prepared.Prefix) in prefixes:  # the same part twice: IDs made unique
+            if str(prepared.Prefix) in self.prefixes:  # the same part twice: IDs unique
                 _prefix_ids(_elements(kids, entries), f"p{number}-")
-            prefixes.add(str(prepared.Prefix))
+            self.prefixes.add(str(prepared.Prefix))
         for kid in kids:
             if isinstance(kid, Dictionary):
                 document.K.append(_copy(out, kid))
@@ -177,10 +220,10 @@ def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
             _copy(out, element).P = document
         highest = -1
         for key, value in entries:
-            nums.append(key + offset)
-            nums.append(_copy(out, value))
+            self.nums.append(key + offset)
+            self.nums.append(_copy(out, value))
             highest = max(highest, key)
-        next_key = offset + max(highest + 1, int(tree.get("/ParentTreeNextKey", 0)))
+        self.next_key = offset + max(highest + 1, int(tree.get("/ParentTreeNextKey", 0)))
         for i in range(len(source.pages)):
             page = out.pages[start + i].obj
             if "/StructParents" in page:
@@ -189,21 +232,25 @@ def _join_structure(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
                 if "/StructParent" in annot:
                     annot.StructParent = int(annot.StructParent) + offset
         for role, standard in tree.get("/RoleMap", Dictionary()).items():
-            role_map[role] = standard
-    root = out.make_indirect(Dictionary(
-        Type=Name.StructTreeRoot, K=document,
-        ParentTree=out.make_indirect(Dictionary(Nums=nums)), ParentTreeNextKey=next_key))
-    if len(role_map):
-        root.RoleMap = role_map
-    document.P = root
-    first = placed[0][0].Root
-    out.Root.StructTreeRoot = root
-    out.Root.MarkInfo = Dictionary(Marked=True)
-    out.Root.ViewerPreferences = Dictionary(DisplayDocTitle=True)
-    if "/Lang" in first:
-        out.Root.Lang = first.Lang
-    if "/Metadata" in first:  # it declares PDF/UA-1 (pdfuaid:part) and the title
-        out.Root.Metadata = out.copy_foreign(first.Metadata)
+            self.role_map[role] = standard
+
+    def attach(self, first_part: Pdf) -> None:
+        out, document = self.out, self.document
+        root = out.make_indirect(Dictionary(
+            Type=Name.StructTreeRoot, K=document,
+            ParentTree=out.make_indirect(Dictionary(Nums=self.nums)),
+            ParentTreeNextKey=self.next_key))
+        if len(self.role_map):
+            root.RoleMap = self.role_map
+        document.P = root
+        first = first_part.Root
+        out.Root.StructTreeRoot = root
+        out.Root.MarkInfo = Dictionary(Marked=True)
+        out.Root.ViewerPreferences = Dictionary(DisplayDocTitle=True)
+        if "/Lang" in first:
+            out.Root.Lang = first.Lang
+        if "/Metadata" in first:  # it declares PDF/UA-1 (pdfuaid:part) and the title
+            out.Root.Metadata = out.copy_foreign(first.Metadata)
 
 
 def _top_level(tree: Dictionary) -> tuple[list, list, set]:

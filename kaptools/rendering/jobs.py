@@ -23,7 +23,7 @@ from ..timeutil import utcnow
 from . import store
 from .engine import Limits, RenderLimitExceeded, recycle_if_due, render_parts
 from .fingerprint import fingerprint
-from .parts import frame_job, overlay_jobs, plan
+from .parts import frame_job, numbers_sample_job, overlay_jobs, plan
 from .queue import enqueue_render
 
 log = logging.getLogger("kaptools.rendering")
@@ -139,16 +139,34 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
     final_key = store_as or the_plan.doc_key
     if (ready := store.get(final_key)) is not None:
         return final_key, ready.pdf, ready.pages
+    from .assemble import Assembly, assemble
+
     keys: list[str] = []
     pdfs: dict[str, bytes] = {}
     pages: dict[str, int] = {}
     missing: list[str] = []
-    # A document of parts has its page furniture laid over it: laid out beside the parts.
+    # A document of parts has its page furniture and its page numbers laid over it: the
+    # furniture, and the sample the numbers are composed from, laid out beside the parts.
     frame = frame_job(the_plan) if the_plan.overlay else None
+    sample = numbers_sample_job() if the_plan.overlay else None
+    extras: dict[str, bytes] = {}  # the frame's and the sample's PDFs
+    # Each part is joined as soon as it and all before it are laid out (or found).
+    assembly = Assembly() if the_plan.overlay else None
+    joined = [0]  # how many of ``keys`` are in the assembly
+
+    def join_ready() -> None:
+        while joined[0] < len(keys) and keys[joined[0]] in pdfs:
+            assembly.add(pdfs[keys[joined[0]]])
+            joined[0] += 1
 
     def to_lay_out():
         if frame is not None:
             yield frame
+        if sample is not None:
+            if (found := store.get(sample.key, touch=False)) is not None:
+                extras[sample.key] = found.pdf
+            else:
+                yield sample
         # Each part is made, looked up and handed to a child in turn: the children start
         # on the first while this process makes the next. This runs under the render
         # pool's lock, so it only reads (the parts found are marked used afterwards): a
@@ -162,14 +180,19 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
                 yield part
 
     def counted() -> None:
-        store.mark_used([k for k in keys if k in pdfs])
+        store.mark_used([k for k in keys if k in pdfs] +
+                        [k for k in extras if sample is not None and k == sample.key])
         progress(ngettext("Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
                           "Laying out %(missing)s of %(num)d parts (%(done)s already laid out)",
                           len(keys), missing=len(missing), done=len(keys) - len(missing)), 5)
 
     def part_done(key: str, pdf: bytes, count: int) -> None:
         if frame is not None and key == frame.key:
-            pdfs[key] = pdf
+            extras[key] = pdf  # not stored: it names the client
+            return
+        if sample is not None and key == sample.key:
+            store.put(key, store.PART, pdf, count, evict=False)
+            extras[key] = pdf
             return
         store.put(key, store.PART, pdf, count, evict=False)
         pdfs[key], pages[key] = pdf, count
@@ -181,31 +204,50 @@ def _produce(doc: Document, limits: Limits, deadline: float, progress,
             raise RenderLimitExceeded("pages", ngettext("it would have more than %(num)d pages",
                                                         "it would have more than %(num)d pages",
                                                         limits.max_pages))
+        if assembly is not None:
+            join_ready()
 
-    render_parts(to_lay_out(), limits, deadline, part_done, meanwhile=counted)
-    page_count = sum(pages[k] for k in keys)
-    from .assemble import Assembly, assemble
-
-    if not the_plan.overlay:  # one part (a handout), with its own metadata
-        pdf = assemble([pdfs[k] for k in keys], [], the_plan.title)
-    else:
-        progress(_("Numbering the pages"), 92)
-        stamps = overlay_jobs(page_count, limits.processes)
-        made: dict[str, bytes] = {}
-        joined: list[Assembly] = []
-        try:
-            # The parts are joined here while the children lay out the page numbers.
-            render_parts(stamps, limits, deadline,
-                         lambda key, pdf, count: made.setdefault(key, pdf),
-                         meanwhile=lambda: joined.append(Assembly([pdfs[k] for k in keys])))
-            pdf = joined[0].finish(pdfs[frame.key], [made[stamp.key] for stamp in stamps],
-                                   the_plan.title,
-                                   keywords=f"kaptools content SHA-256 {the_plan.content_hash}")
-        finally:
-            for assembly in joined:
-                assembly.close()
+    try:
+        render_parts(to_lay_out(), limits, deadline, part_done, meanwhile=counted)
+        page_count = sum(pages[k] for k in keys)
+        if assembly is None:  # one part (a handout), with its own metadata
+            pdf = assemble([pdfs[k] for k in keys], [], the_plan.title)
+        else:
+            join_ready()  # the parts found stored after the last one laid out
+            progress(_("Numbering the pages"), 92)
+            numbers = _numbers(extras.get(sample.key), page_count, limits, deadline)
+            try:
+                pdf = assembly.finish(extras[frame.key], numbers, the_plan.title,
+                                      keywords=f"kaptools content SHA-256 "
+                                               f"{the_plan.content_hash}")
+            finally:
+                if not isinstance(numbers, list):  # composed: let go of the sample
+                    numbers.close()
+    finally:
+        if assembly is not None:
+            assembly.close()
     store.put(final_key, store.DOCUMENT, pdf, page_count)
     return final_key, pdf, page_count
+
+
+def _numbers(sample: bytes | None, page_count: int, limits: Limits, deadline: float):
+    """The page numbers of a document of ``page_count`` pages: composed from the laid-out
+    sample, or else laid out page by page in the children."""
+    from .numbers import NotComposable, Numbers
+
+    if sample is not None:
+        try:
+            composer = Numbers.from_sample(sample)
+        except NotComposable as exc:
+            log.warning("page numbers laid out page by page: %s", exc)
+        else:
+            if composer.covers(page_count):
+                return composer
+            composer.close()
+    stamps = overlay_jobs(page_count, limits.processes)
+    made: dict[str, bytes] = {}
+    render_parts(stamps, limits, deadline, lambda key, pdf, count: made.setdefault(key, pdf))
+    return [made[stamp.key] for stamp in stamps]
 
 
 def render_now(doc: Document) -> bytes:

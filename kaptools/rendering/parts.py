@@ -5,8 +5,9 @@ hash of its print HTML and of everything else that shapes its pages (the print
 stylesheet, the fonts, the layout engine's version). Signed notes never change, so a
 session's part is laid out once and reused until something in that session changes.
 A handout is short and is one part. What a document's pages carry besides their
-content (running heads, feet, the content hash: ``frame_job``; "Page x of y":
-``overlay_jobs``) is laid out apart from the parts and laid over the assembled pages.
+content (running heads, feet, the content hash: ``frame_job``; "Page x of y": composed
+from ``numbers_sample_job``, or ``overlay_jobs`` when the sample cannot be used) is laid
+out apart from the parts and laid over the assembled pages.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flask import render_template
 from ..i18n import catalogue_version
 from ..resources import resource_dir
 from ..summaries import HANDOUT, Document, document_hash
+from . import numbers
 from .engine import PartJob
 from .weasy import LAYOUT_RULES
 
@@ -101,10 +103,17 @@ def overlay_jobs(pages: int, chunks: int) -> list[PartJob]:
     size = max(20, -(-pages // max(1, chunks)))
     jobs = []
     for first in range(1, pages + 1, size):
-        html = render_template("print/overlay.html", first=first,
-                               last=min(pages, first + size - 1), total=pages)
+        html = render_template("print/overlay.html",
+                               labels=numbers.labels(first, min(pages, first + size - 1), pages))
         jobs.append(PartJob(_part_key(html, False), html))
     return jobs
+
+
+def numbers_sample_job() -> PartJob:
+    """The labels every page number of an assembled document is composed from (see
+    numbers.py): the same for every document in a language, so it is stored and reused."""
+    html = render_template("print/overlay.html", labels=numbers.sample_labels())
+    return PartJob(_part_key(html, False), html)
 
 
 # Parts made ready to be joined (assemble.prepare_part) are stored under keys of their own:
