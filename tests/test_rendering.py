@@ -208,9 +208,9 @@ def test_render_jobs_belong_to_the_person_who_asked(app, maya, demo_course):
 
 
 def test_work_given_to_do_meanwhile_runs_once_while_the_children_lay_out(app):
-    """The page-number overlays are laid out in the children while this process joins the
-    parts: ``meanwhile`` runs once, after the parts were handed out and before any is
-    collected; it runs when there is nothing to lay out as well; and when it fails, the
+    """Work this process does while the children lay out (marking the stored parts it
+    found as used): ``meanwhile`` runs once, after the parts were handed out and before
+    any is collected; it runs when there is nothing to lay out as well; and when it fails, the
     caller hears of it (the parts handed out are not waited for)."""
     from kaptools.rendering.engine import Limits, PartJob, render_parts
 
@@ -236,10 +236,39 @@ def test_work_given_to_do_meanwhile_runs_once_while_the_children_lay_out(app):
     assert "done" not in seen
 
 
+def test_when_taking_a_finished_part_fails_the_rest_is_not_laid_out(app, monkeypatch):
+    """Parts are joined as they come back (in ``done``); when that fails (a damaged stored
+    part, the database), the render's parts not started yet are taken back, so the
+    children do not go on laying out a render that has already failed."""
+    from kaptools.rendering import engine
+    from kaptools.rendering.engine import Limits, PartJob, render_parts
+
+    page = "<!doctype html><html lang='en'><title>t</title><p>{}</p></html>"
+    limits = Limits(seconds=120, memory_mb=1536, processes=2, max_pages=100)
+    handed: list[dict] = []
+    real_submit = engine._POOL.submit
+
+    def submit(parts, limits):
+        pending, generation = real_submit(parts, limits)
+        handed.append(dict(pending))
+        return pending, generation
+
+    monkeypatch.setattr(engine._POOL, "submit", submit)
+
+    def fails(key, pdf, pages):
+        raise ValueError("joining failed")
+
+    with pytest.raises(ValueError, match="joining failed"):
+        render_parts([PartJob(f"p{i}", page.format(i)) for i in range(12)], limits,
+                     time.monotonic() + 120, fails)
+    futures = list(handed[0])
+    assert len(futures) == 12 and sum(f.cancelled() for f in futures) >= 1
+
+
 def test_work_finished_by_the_deadline_is_kept_when_this_process_was_busy_past_it(app):
-    """The parts are joined (``meanwhile``) while the children lay out the page numbers.
-    When the joining runs past the render's deadline but every overlay is already laid
-    out, the render is not failed for time, and the children are not killed."""
+    """When this process's own work (``meanwhile``) runs past the render's deadline but
+    every part is already laid out, the render is not failed for time, and the children
+    are not killed."""
     from kaptools.rendering import engine
     from kaptools.rendering.engine import Limits, PartJob, render_parts
 
@@ -313,9 +342,12 @@ def test_parts_are_joined_while_the_children_lay_out_the_rest(app, demo_course,
 
     laid_out: list[str] = []  # parts reported laid out, in the order they were
     laid_out_when_joined: list[int] = []
+    calls = []
     real_render_parts, real_add = jobs.render_parts, assemble.Assembly.add
 
     def render_parts(parts, limits, deadline, done, meanwhile=None):
+        calls.append(deadline)
+
         def noted(key, pdf, pages):
             laid_out.append(key)
             done(key, pdf, pages)
@@ -331,9 +363,12 @@ def test_parts_are_joined_while_the_children_lay_out_the_rest(app, demo_course,
         doc = documents.build("summary", db.session.get(Course, demo_course))
         parts = plan(doc).parts
         pdf = documents.document_pdf(doc)
+    # One round of layout: the parts, the page furniture and the numbers' sample (the
+    # page numbers are composed from the sample, not laid out after the parts).
+    assert len(calls) == 1
     assert len(laid_out_when_joined) == len(parts) > 10
-    everything = len(laid_out)  # the parts, the page furniture and the numbers' sample
-    assert laid_out_when_joined == sorted(laid_out_when_joined)
+    everything = len(laid_out)
+    assert everything == len(parts) + 2
     assert sum(1 for n in laid_out_when_joined if n < everything) >= len(parts) // 2
     reader = PdfReader(io.BytesIO(pdf))
 
@@ -375,7 +410,8 @@ def test_page_numbers_are_composed_exactly_as_they_would_be_laid_out(app):
 
     cases = [(1, 1), (7, 9), (20, 144), (144, 144), (999, 1500), (1088, 1500)]
     with app.test_request_context():
-        composer = numbers.Numbers.from_sample(html_to_pdf(numbers_sample_job().html))
+        sample_html = numbers_sample_job().html
+        composer = numbers.Numbers.from_sample(html_to_pdf(sample_html))
         labels = [numbers.label(page, total) for page, total in cases]
         laid_out = pikepdf.open(io.BytesIO(html_to_pdf(
             render_template("print/overlay.html", labels=labels))))
@@ -393,6 +429,28 @@ def test_page_numbers_are_composed_exactly_as_they_would_be_laid_out(app):
             else:
                 assert mine == theirs, (page, total, op)
     assert not composer.covers(10_000)  # five digits: laid out instead
+    # Spacing the sample's layout did not give every glyph alike: not composed.
+    spaced = sample_html.replace(
+        "</style>", "@page { @bottom-right { letter-spacing: 0.3pt; } }</style>", 1)
+    with pytest.raises(numbers.NotComposable):
+        numbers.Numbers.from_sample(html_to_pdf(spaced))
+    # Digits kerned (a TJ number after each, as a font that kerns digits gives, pair by
+    # pair, for pairs the sample cannot all hold): not composed either.
+    digit_codes = {glyph.code for glyph in composer._digits.values()}
+    kerned = pikepdf.open(io.BytesIO(html_to_pdf(sample_html)))
+    for page in kerned.pages:
+        ops = list(pikepdf.parse_content_stream(page))
+        for op in ops:
+            if str(op.operator) == "TJ":
+                run = op.operands[0]
+                for i in range(len(run) - 1):
+                    if isinstance(run[i], pikepdf.String) and bytes(run[i]) in digit_codes:
+                        run[i + 1] = 30
+        page.obj.Contents = kerned.make_stream(pikepdf.unparse_content_stream(ops))
+    buffer = io.BytesIO()
+    kerned.save(buffer)
+    with pytest.raises(numbers.NotComposable, match="kerned"):
+        numbers.Numbers.from_sample(buffer.getvalue())
     composer.close()
 
 

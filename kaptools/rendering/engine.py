@@ -229,6 +229,10 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                     for future in pending:
                         future.cancel()  # those not started yet; nothing is killed
                 raise
+            except BaseException:  # ``done`` failed (joining a part, storing it...)
+                for future in pending:
+                    future.cancel()  # the rest of a failed render is not laid out
+                raise
         if _POOL.generation != generation and not retried:
             retried = True  # another job's deadline replaced the children: go on
             continue

@@ -86,7 +86,7 @@ class Numbers:
         self._words, self._order, self._digits = words, order, digits
         self._edge, self._widest = edge, widest
         self._form = pdf.pages[0].as_form_xobject()
-        self._copied: dict[int, pikepdf.Object] = {}
+        self._copied: tuple[Pdf, pikepdf.Object] | None = None  # (out, the form there)
 
     @classmethod
     def from_sample(cls, data: bytes) -> Numbers:
@@ -113,7 +113,8 @@ class Numbers:
         digits: dict[str, _Glyph] = {}
         edges, widths = [], []
         for run, (page, total), text in zip(runs, SAMPLES, texts, strict=True):
-            if run.skeleton != first.skeleton or run.y != first.y:
+            if run.skeleton != first.skeleton or run.y != first.y or \
+                    run.ops[run.tm].operands[:4] != first.ops[first.tm].operands[:4]:
                 raise NotComposable("the sample labels are not drawn alike")
             if len(run.glyphs) != len(text):
                 raise NotComposable(f"{len(run.glyphs)} glyphs for {len(text)} characters")
@@ -136,6 +137,12 @@ class Numbers:
             edges.append(run.x + widths[-1])
         if sorted(digits) != list("0123456789"):
             raise NotComposable("the sample lacks digits")
+        # A TJ number after a glyph is also its kerning with the next glyph, and not every
+        # pair of digits (nor every digit after the words) is in the sample: composed
+        # labels are only exact where digits and what comes before them are not kerned.
+        before = [w[-1] for w in words[:-1] if w]
+        if any(abs(float(g.adjust)) >= 1 for g in [*digits.values(), *before]):
+            raise NotComposable("the digits are kerned")
         if max(edges) - min(edges) > _EDGE_TOLERANCE:
             raise NotComposable("the sample labels do not end on one edge")
         return cls(pdf, first.ops, first.tm, first.tj, words, order, digits,
@@ -174,9 +181,9 @@ class Numbers:
             run.append(glyph.adjust)
         ops[self._tj] = pikepdf.ContentStreamInstruction([run], pikepdf.Operator("TJ"))
         content = b"/Artifact BMC\n" + pikepdf.unparse_content_stream(ops) + b"\nEMC\n"
-        form = self._copied.get(id(out))
-        if form is None:
-            form = self._copied[id(out)] = out.copy_foreign(self._form)
+        if self._copied is None or self._copied[0] is not out:
+            self._copied = (out, out.copy_foreign(self._form))
+        form = self._copied[1]
         stream = pikepdf.Stream(out, content)
         for key, value in form.stream_dict.items():
             if key not in ("/Length", "/Filter", "/DecodeParms"):
@@ -184,7 +191,7 @@ class Numbers:
         return out.make_indirect(stream)
 
     def close(self) -> None:
-        self._copied.clear()
+        self._copied = None
         self._pdf.close()
 
 
