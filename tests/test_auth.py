@@ -102,24 +102,55 @@ def test_deactivation_ends_existing_logins(app, browser, maya):
     assert browser.login("maya", factories.PASSWORD).status_code == 200
 
 
-def test_idle_timeout_signs_out_and_says_why(app, browser, maya):
-    browser.login("maya", factories.PASSWORD)
+def _age_logins(app, **ago: timedelta) -> None:
+    """Set every login's timestamps that long ago (``last_seen_at=``, ``created_at=``)."""
     with app.app_context():
         for auth in db.session.scalars(select(AuthSession)):
-            auth.last_seen_at = utcnow() - timedelta(minutes=31)
+            for column, by in ago.items():
+                setattr(auth, column, utcnow() - by)
         db.session.commit()
+
+
+def test_idle_timeout_signs_out_and_says_why(app, browser, maya):
+    browser.login("maya", factories.PASSWORD)
+    _age_logins(app, last_seen_at=timedelta(minutes=31))
     resp = browser.get("/clients")
     assert resp.status_code == 302
     page = browser.get(resp.headers["Location"]).get_data(as_text=True)
     assert "period of inactivity" in page
 
 
+def test_an_expired_login_is_deleted_and_its_end_audited(app, browser, maya):
+    browser.login("maya", factories.PASSWORD)
+    _age_logins(app, last_seen_at=timedelta(minutes=31))
+    assert browser.get("/clients").status_code == 302
+    with app.app_context():
+        assert db.session.scalars(select(AuthSession)).all() == []
+        ended = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "session.expired")).all()
+        assert [(e.username, e.object_type) for e in ended] == [("maya", "user_account")]
+
+
+def test_a_request_refreshes_the_idle_timer_at_most_every_half_minute(app, browser, maya):
+    browser.login("maya", factories.PASSWORD)
+
+    def last_seen():
+        with app.app_context():
+            return db.session.scalars(select(AuthSession.last_seen_at)).one()
+
+    _age_logins(app, last_seen_at=timedelta(minutes=10))
+    stale = last_seen()
+    assert browser.get("/clients").status_code == 200
+    refreshed = last_seen()
+    assert refreshed - stale >= timedelta(minutes=9)
+    assert utcnow() - refreshed < timedelta(minutes=1)
+    assert browser.get("/clients").status_code == 200
+    assert last_seen() == refreshed  # within half a minute: not written again
+
+
 def test_absolute_timeout_applies_even_when_active(app, browser, maya):
     browser.login("maya", factories.PASSWORD)
-    with app.app_context():
-        for auth in db.session.scalars(select(AuthSession)):
-            auth.created_at = utcnow() - timedelta(hours=13)
-        db.session.commit()
+    _age_logins(app, created_at=timedelta(hours=13))
     assert browser.get("/clients").status_code == 302
 
 
