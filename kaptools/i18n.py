@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from babel import Locale
@@ -80,10 +81,7 @@ def css_content(message: str, **parts: str) -> Markup:
     and feet of printed pages): its words as CSS strings, each ``%(name)s`` replaced by
     the CSS given for it (``counter(page)``, ``string(dochash)``). Safe inside
     ``<style>``: quotes, backslashes and ``<`` are escaped as CSS escapes."""
-    said = gettext(message)
-    pieces = re.split(r"%\((\w+)\)s", said)
-    if any(name not in parts for name in pieces[1::2]):
-        pieces = re.split(r"%\((\w+)\)s", message)  # a broken translation: English
+    pieces = translated_pieces(message, parts)
     out = []
     for i, piece in enumerate(pieces):
         if i % 2:
@@ -91,6 +89,19 @@ def css_content(message: str, **parts: str) -> Markup:
         elif piece:
             out.append(css_string(piece))
     return Markup(" ".join(out) or '""')
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def translated_pieces(message: str, names: Iterable[str]) -> list[str]:
+    """``message`` translated and cut at its ``%(name)s`` placeholders: [words, name, words,
+    ...]. A translation with a placeholder not among ``names`` (a typo) is not used, the
+    English message is: a broken translation never breaks a printed page."""
+    pieces = _PLACEHOLDER.split(gettext(message))
+    if not set(pieces[1::2]) <= set(names):
+        pieces = _PLACEHOLDER.split(message)
+    return pieces
 
 
 def css_string(text: str) -> Markup:

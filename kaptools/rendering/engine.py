@@ -213,8 +213,7 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 try:
                     meanwhile()
                 except BaseException:
-                    for future in pending:
-                        future.cancel()  # those not started yet
+                    _cancel_unstarted(pending)
                     raise
                 meanwhile = None
             try:
@@ -226,12 +225,10 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
                 if exc.cause == "time":
                     _POOL.discard(generation, kill=True)
                 else:
-                    for future in pending:
-                        future.cancel()  # those not started yet; nothing is killed
+                    _cancel_unstarted(pending)  # nothing is killed
                 raise
             except BaseException:  # ``done`` failed (joining a part, storing it...)
-                for future in pending:
-                    future.cancel()  # the rest of a failed render is not laid out
+                _cancel_unstarted(pending)  # the rest of a failed render is not laid out
                 raise
         if _POOL.generation != generation and not retried:
             retried = True  # another job's deadline replaced the children: go on
@@ -240,6 +237,12 @@ def render_parts(parts: Iterable[PartJob], limits: Limits, deadline: float,
         raise RenderLimitExceeded(
             "memory", _("a render process stopped unexpectedly, most likely because it "
                         "needed more than %(memory)s MiB", memory=limits.memory_mb)) from failure
+
+
+def _cancel_unstarted(pending: dict) -> None:
+    """Take back the parts handed to the children and not started yet."""
+    for future in pending:
+        future.cancel()
 
 
 def _collect(pending: dict, limits: Limits, deadline: float, done) -> None:

@@ -20,14 +20,13 @@ run right to left, a label that wraps, more digits than sampled) raises
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pikepdf
 from pikepdf import Array, Name, Pdf
 
-from ..i18n import N_, gettext
+from ..i18n import N_, translated_pieces
 
 MESSAGE = N_("Page %(page)s of %(total)s")
 # Labels laid out in the sample: each digit in the page number and in the total, labels
@@ -47,10 +46,8 @@ class NotComposable(ValueError):
 def label_pieces() -> list[str]:
     """The label's translated words and placeholders, alternating: [words, "page" or
     "total", words, ...]. A translation with another placeholder (a typo) is not used
-    (English instead), as for the running feet (``i18n.css_content``)."""
-    pieces = re.split(r"%\((\w+)\)s", gettext(MESSAGE))
-    if not set(pieces[1::2]) <= {"page", "total"}:
-        pieces = re.split(r"%\((\w+)\)s", MESSAGE)
+    (English instead), as for the running feet (``i18n.translated_pieces``)."""
+    pieces = translated_pieces(MESSAGE, ("page", "total"))
     return [p if i % 2 else p.replace("%%", "%") for i, p in enumerate(pieces)]
 
 
