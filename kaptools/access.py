@@ -7,8 +7,8 @@ from the current user. A foreign id and a missing id both answer 404.
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import Select, bindparam, false, func, or_, select
-from sqlalchemy.orm import joinedload, with_expression
+from sqlalchemy import Select, bindparam, false, or_, select
+from sqlalchemy.orm import joinedload
 
 from .extensions import db
 from .models import Client, Course, Note, Role, SupervisionRelationship, TherapySession, User
@@ -36,18 +36,6 @@ class Scope:
     # Lists (each one query, whatever their length) --------------------------------
     def visible_client_ids(self) -> Select:
         return self._visible_clients().with_only_columns(Client.id)
-
-    def clients_page(self, page: int = 1, include_archived: bool = False,
-                     per_page: int = PAGE_SIZE):
-        """One page of the visible clients by code, with each one's number of courses."""
-        courses = (select(func.count(Course.id)).where(Course.client_id == Client.id)
-                   .correlate(Client).scalar_subquery())
-        query = self._visible_clients().options(joinedload(Client.therapist),
-                                                with_expression(Client.course_count, courses))
-        if not include_archived:
-            query = query.where(Client.archived.is_(False))
-        return db.paginate(query.order_by(Client.code), page=page, per_page=per_page,
-                           error_out=False, count=True)
 
     # Single objects (404 unless visible) ------------------------------------
     # ``options`` are loader options: what the page will show, loaded with the object.

@@ -72,15 +72,18 @@ def record(
         "address": client_address(),
         "detail": detail or {},
     }
-    values["prev_hash"] = lock_chain()
+    # On the transaction's connection, not through the ORM session: both statements are
+    # plain SQL on tables (nothing to load as objects, no discarded rows to leave out).
+    connection = db.session.connection()
+    values["prev_hash"] = lock_chain(connection)
     values["hash"] = event_hash(values)
     # A plain INSERT (no unit of work): the event is never changed, and nothing in this
     # request reads it back as an object. The trigger installed by ``guards`` (version 3)
     # moves the chain's head to it.
-    db.session.execute(_INSERT_EVENT, values)
+    connection.execute(_INSERT_EVENT, values)
 
 
-def lock_chain() -> str:
+def lock_chain(connection=None) -> str:
     """Take the chain's write lock for the rest of this transaction; the head's hash.
 
     PostgreSQL: ``SELECT … FOR UPDATE`` of the single ``audit_chain`` row, held until
@@ -90,13 +93,14 @@ def lock_chain() -> str:
     follow every new event (a trigger, ``guards`` version 3): one statement takes the
     lock and reads the head, and the row gets one new version per event.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        head = db.session.scalar(_LOCK_POSTGRESQL)
+    connection = connection or db.session.connection()
+    if connection.dialect.name == "postgresql":
+        head = connection.scalar(_LOCK_POSTGRESQL)
     else:
-        head = db.session.execute(_LOCK_SQLITE).scalar()
+        head = connection.execute(_LOCK_SQLITE).scalar()
     if head is None:  # a database created before the chain row existed
-        db.session.execute(_CHAIN.insert().values(id=1, events=0, head_hash=newest_hash()))
-        return lock_chain()
+        connection.execute(_CHAIN.insert().values(id=1, events=0, head_hash=newest_hash()))
+        return lock_chain(connection)
     return head
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy import null as sa_null
 from sqlalchemy.orm import aliased
 
-from .access import Scope, by_role
+from .access import PAGE_SIZE, Scope, by_role
 from .extensions import db
 from .models import (
     Client,
@@ -53,6 +53,30 @@ class ClientRow:
     display_name: str | None
     therapist: str
     own: bool
+
+
+@dataclass(frozen=True)
+class ClientListRow:
+    id: int
+    code: str
+    display_name: str | None
+    archived: bool
+    therapist: str
+    courses: int
+
+
+@dataclass(frozen=True)
+class Found:
+    """One page of a list: its rows, which page it is, and how many rows there are in all."""
+
+    rows: list
+    page: int
+    total: int
+    per_page: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
 
 
 @dataclass(frozen=True)
@@ -125,6 +149,37 @@ def recent_clients(scope: Scope, limit: int = 12) -> list[ClientRow]:
     statement, params = prepared
     rows = db.session.execute(statement, {**params, "limit": limit})
     return [ClientRow(*row) for row in rows]
+
+
+def _clients_page(visible, include_archived: bool) -> Select:
+    shown = (visible,) if include_archived else (visible, Client.archived.is_(False))
+    courses = (select(func.count(Course.id)).where(Course.client_id == Client.id)
+               .correlate(Client).scalar_subquery())
+    # How many there are, in the same statement (not correlated: worked out once).
+    total = select(func.count(Client.id)).where(*shown).correlate(None).scalar_subquery()
+    return (select(Client.id, Client.code, Client.display_name, Client.archived,
+                   User.display_name, courses, total)
+            .join(User, User.id == Client.therapist_id)
+            .where(*shown).order_by(Client.code, Client.id)
+            .limit(bindparam("limit")).offset(bindparam("offset")))
+
+
+_CLIENTS_PAGE = {archived: by_role(lambda visible, archived=archived: _clients_page(
+    visible, archived)) for archived in (False, True)}
+
+
+def clients_page(scope: Scope, page: int = 1, include_archived: bool = False,
+                 per_page: int = PAGE_SIZE) -> Found:
+    """One page of the visible clients by code, with each one's number of courses."""
+    page = max(1, page)
+    if (prepared := scope.prepared(_CLIENTS_PAGE[include_archived])) is None:
+        return Found([], page, 0, per_page)
+    statement, params = prepared
+    rows = db.session.execute(statement, {**params, "limit": per_page,
+                                          "offset": (page - 1) * per_page}).all()
+    # No rows: none visible, or a page past the last (an old link); the page says so.
+    return Found([ClientListRow(*row[:-1]) for row in rows], page,
+                 rows[0][-1] if rows else 0, per_page)
 
 
 def _review_columns(course, client):

@@ -30,7 +30,6 @@ from sqlalchemy.orm import (
     Session,
     declared_attr,
     mapped_column,
-    query_expression,
     relationship,
     with_loader_criteria,
 )
@@ -206,8 +205,6 @@ class Client(db.Model):
     courses: Mapped[list[Course]] = relationship(
         back_populates="client", order_by="Course.starts_on"
     )
-    # Filled by lists that count a client's courses in the same query.
-    course_count: Mapped[int | None] = query_expression()
 
 
 class Discardable:

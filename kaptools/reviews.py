@@ -38,24 +38,45 @@ class ReviewError(Exception):
     """A review action that does not fit the review's state; the message says why."""
 
 
+@dataclass(frozen=True)
+class Supervisor:
+    id: int
+    display_name: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class CurrentSupervision:
+    """A supervision relationship in force, as the note pages use it: how its supervisee's
+    notes are reviewed, and by whom."""
+
+    review_mode: str
+    supervisor: Supervisor
+
+
 def current_relationships(supervisee: User, on: date | None = None
-                          ) -> list[SupervisionRelationship]:
-    return list(db.session.scalars(_RELATIONSHIPS_ON, {"supervisee": supervisee.id,
-                                                       "on": on or today()}))
+                          ) -> list[CurrentSupervision]:
+    """The supervision relationships of ``supervisee`` in force on ``on`` (today), read as
+    plain rows (every note page of its author asks for them)."""
+    rows = db.session.execute(_RELATIONSHIPS_ON, {"supervisee": supervisee.id,
+                                                  "on": on or today()})
+    return [CurrentSupervision(mode, Supervisor(*supervisor)) for mode, *supervisor in rows]
 
 
 # Built once: the note pages ask for it on every request.
-_RELATIONSHIPS_ON = select(SupervisionRelationship).where(
-    SupervisionRelationship.supervisee_id == bindparam("supervisee"),
-    SupervisionRelationship.starts_on <= bindparam("on"),
-    or_(SupervisionRelationship.ends_on.is_(None),
-        SupervisionRelationship.ends_on >= bindparam("on"))
-).options(joinedload(SupervisionRelationship.supervisor))
+_RELATIONSHIPS_ON = (
+    select(SupervisionRelationship.review_mode, User.id, User.display_name, User.active)
+    .join(User, User.id == SupervisionRelationship.supervisor_id)
+    .where(SupervisionRelationship.supervisee_id == bindparam("supervisee"),
+           SupervisionRelationship.starts_on <= bindparam("on"),
+           or_(SupervisionRelationship.ends_on.is_(None),
+               SupervisionRelationship.ends_on >= bindparam("on")))
+    .order_by(User.display_name, User.id))
 
 
 def current_supervisors(supervisee: User,
-                        relationships: list[SupervisionRelationship] | None = None
-                        ) -> list[User]:
+                        relationships: list[CurrentSupervision] | None = None
+                        ) -> list[Supervisor]:
     """The active supervisors of ``supervisee`` today (from ``relationships`` when the
     caller has already read them)."""
     if relationships is None:
@@ -64,7 +85,7 @@ def current_supervisors(supervisee: User,
 
 
 def needs_approval_before_signing(author: User,
-                                  relationships: list[SupervisionRelationship] | None = None
+                                  relationships: list[CurrentSupervision] | None = None
                                   ) -> bool:
     if relationships is None:
         relationships = current_relationships(author)
@@ -80,7 +101,7 @@ _NOTE_REVIEWS = (select(Review).where(Review.note_id == bindparam("note_id"))
 
 
 def sign_blocker(note: Note, author: User,
-                 relationships: list[SupervisionRelationship] | None = None,
+                 relationships: list[CurrentSupervision] | None = None,
                  history: list[Review] | None = None) -> str | None:
     """Why this author may not sign yet (trainees need an approved review), or None.
     ``relationships`` and ``history`` (the note's reviews) when the caller has them."""

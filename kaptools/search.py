@@ -20,7 +20,7 @@ from sqlalchemy import event, func, or_, select, text
 from .access import Scope
 from .extensions import db
 from .i18n import _, _l
-from .lists import ClientRow
+from .lists import ClientRow, Found
 from .models import Client, Course, Note, NoteState, TherapySession, User
 from .timeutil import day
 
@@ -181,20 +181,6 @@ def describe(query: Query, titles: list[str]) -> str | None:
 
 # Results --------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Found:
-    """One page of one section."""
-
-    rows: list
-    page: int
-    total: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
-@dataclass(frozen=True)
 class SessionHit:
     id: int
     kind: str
@@ -218,7 +204,7 @@ def _page(query, page: int, make) -> Found:
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None)
                                                                 .subquery()))
     rows = db.session.execute(query.limit(PER_PAGE).offset((page - 1) * PER_PAGE))
-    return Found([make(*row) for row in rows], page, total)
+    return Found([make(*row) for row in rows], page, total, PER_PAGE)
 
 
 def clients(scope: Scope, query: Query, page: int = 1) -> Found | None:

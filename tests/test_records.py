@@ -148,3 +148,71 @@ def test_course_overviews_count_what_each_course_holds(app):
             assert overview.notes == Counter(n.state for n in notes)
         assert empty_sessions  # the demo has sessions with no note: they still count
         assert draft.id not in {n.id for c in courses for s in c.sessions for n in s.notes}
+
+
+def test_the_clients_list_pages_through_visible_clients_with_their_live_courses(app, signed_in):
+    """Fifty clients a page, by code; archived ones only when asked for; a course that was
+    discarded is not counted; another therapist's clients never appear."""
+    from datetime import date
+
+    from kaptools.timeutil import utcnow
+
+    with app.app_context():
+        maya = db.session.scalar(select(factories.User).where(factories.User.username == "maya"))
+        other = factories.user("omar")
+        for i in range(52):
+            client = Client(therapist=maya, code=f"KT-{1000 + i}", display_name=f"C{i}",
+                            archived=i == 7)
+            db.session.add(client)
+            for n in range(i % 3):
+                db.session.add(Course(client=client, title=f"Course {n}", format="intensive",
+                                      starts_on=date(2026, 1, 1 + n)))
+        gone = Course(client=db.session.scalar(select(Client).where(Client.code == "KT-1002")),
+                      title="Started by mistake", format="intensive",
+                      starts_on=date(2026, 2, 1), discarded_at=utcnow())
+        db.session.add_all([gone, Client(therapist=other, code="KT-0999")])
+        db.session.commit()
+        ids = dict(db.session.execute(select(Client.code, Client.id)).all())
+
+    def rows(page: str) -> list[tuple[str, str, str, str]]:
+        import re
+
+        return re.findall(r'<tr>\s*<td><a href="/clients/(\d+)">([^<]+)</a>.*?</td>\s*'
+                          r"<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>(\d+)</td>", page, re.S)
+
+    first = signed_in.get("/clients").get_data(as_text=True)
+    shown = rows(first)
+    assert len(shown) == 50
+    assert [code for _, code, *_ in shown] == sorted(
+        f"KT-{1000 + i}" for i in range(52) if i != 7)[:50]
+    assert ("KT-0999" not in first) and ("KT-1007" not in first)
+    by_code = {code: (int(id_), name, therapist, int(count))
+               for id_, code, name, therapist, count in shown}
+    assert by_code["KT-1004"] == (ids["KT-1004"], "C4", "Maya", 1)
+    assert by_code["KT-1005"][3] == 2
+    assert by_code["KT-1002"][3] == 2  # its discarded course is not counted
+    assert "Page 1 of 2 · 51 clients" in first
+    assert 'href="/clients?page=2"' in first and "?page=0" not in first
+
+    second = signed_in.get("/clients?page=2").get_data(as_text=True)
+    assert [code for _, code, *_ in rows(second)] == ["KT-1051"]
+    assert "Page 2 of 2 · 51 clients" in second
+    assert 'href="/clients?page=1"' in second and "?page=3" not in second
+
+    archived = signed_in.get("/clients?archived=1").get_data(as_text=True)
+    assert "KT-1007" in archived and "Page 1 of 2 · 52 clients" in archived
+    assert 'href="/clients?page=2&amp;archived=1"' in archived
+
+    beyond = signed_in.get("/clients?page=9")
+    assert beyond.status_code == 200 and "No clients to show." in beyond.get_data(as_text=True)
+
+    # A supervisor sees their supervisee's clients too, each under its therapist's name.
+    with app.app_context():
+        ruth = factories.user("ruth", role="supervisor")
+        factories.supervise(ruth, db.session.scalar(
+            select(factories.User).where(factories.User.username == "maya")), date(2026, 1, 1))
+    signed_in.logout()
+    signed_in.login("ruth", factories.PASSWORD)
+    theirs = signed_in.get("/clients").get_data(as_text=True)
+    assert "Page 1 of 2 · 51 clients" in theirs and "KT-0999" not in theirs
+    assert {therapist for *_, therapist, _ in rows(theirs)} == {"Maya"}

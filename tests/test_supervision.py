@@ -384,3 +384,24 @@ def test_a_course_summary_goes_through_review(app, world):
         assert db.session.get(Review, second).status == "cosigned"
     # Another supervisor never sees it.
     assert browser_for(app, "sam").get(f"/reviews/{second}").status_code == 404
+
+
+def test_the_editor_offers_only_current_supervisors_with_active_accounts(app, world):
+    """Ruth (current) is offered; Ola (ended yesterday) and Sam (current, but deactivated)
+    are not, and a note cannot be sent to Sam by posting his id."""
+    with app.app_context():
+        sam = db.session.scalar(select(User).where(User.username == "sam"))
+        factories.supervise(sam, db.session.get(User, world["maya"]),
+                            starts=today() - timedelta(days=3))
+        sam.active = False
+        db.session.commit()
+        sam_id, ola_id = sam.id, db.session.scalar(select(User.id).where(User.username == "ola"))
+    maya = browser_for(app, "maya")
+    page = maya.get(f"/notes/{world['note']}").get_data(as_text=True)
+    offered = re.search(r'<select id="reviewer_id" name="reviewer_id">(.*?)</select>', page,
+                        re.S).group(1)
+    assert re.findall(r'<option value="(\d+)">([^<]+)</option>', offered) == [
+        (str(world["ruth"]), "Ruth")]
+    assert str(sam_id) not in offered and str(ola_id) not in offered
+    submit(maya, world["note"], sam_id)
+    assert latest_review(app, world["note"]) is None

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, selectinload
 
-from .. import audit, discard, outcomes, reviews, risk
+from .. import audit, discard, lists, outcomes, reviews, risk
 from ..extensions import db
 from ..forms import ClientForm, CourseForm, RecordExportForm, SessionForm, choice_list
 from ..i18n import _
@@ -49,11 +49,9 @@ def _changed(action: str, obj, client: Client) -> None:
 def clients():
     """List the clients this user may see."""
     show_archived = request.args.get("archived") == "1"
-    scope = current_scope()
-    page = scope.clients_page(page=request.args.get("page", 1, type=int) or 1,
+    page = lists.clients_page(current_scope(), request.args.get("page", 1, type=int) or 1,
                               include_archived=show_archived)
-    return render_template("clients/list.html", page=page, show_archived=show_archived,
-                           scope=scope)
+    return render_template("clients/list.html", page=page, show_archived=show_archived)
 
 
 @bp.route("/clients/new", methods=["GET", "POST"])
