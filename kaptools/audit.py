@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from .extensions import db
 from .models import (
@@ -83,7 +83,7 @@ def record(
     connection.execute(_INSERT_EVENT, values)
 
 
-def lock_chain(connection=None) -> str:
+def lock_chain(connection: Connection) -> str:
     """Take the chain's write lock for the rest of this transaction; the head's hash.
 
     PostgreSQL: ``SELECT … FOR UPDATE`` of the single ``audit_chain`` row, held until
@@ -93,7 +93,6 @@ def lock_chain(connection=None) -> str:
     follow every new event (a trigger, ``guards`` version 3): one statement takes the
     lock and reads the head, and the row gets one new version per event.
     """
-    connection = connection or db.session.connection()
     if connection.dialect.name == "postgresql":
         head = connection.scalar(_LOCK_POSTGRESQL)
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 
 from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy import null as sa_null
@@ -164,8 +165,8 @@ def _clients_page(visible, include_archived: bool) -> Select:
             .limit(bindparam("limit")).offset(bindparam("offset")))
 
 
-_CLIENTS_PAGE = {archived: by_role(lambda visible, archived=archived: _clients_page(
-    visible, archived)) for archived in (False, True)}
+_CLIENTS_PAGE = {archived: by_role(partial(_clients_page, include_archived=archived))
+                 for archived in (False, True)}
 
 
 def clients_page(scope: Scope, page: int = 1, include_archived: bool = False,
