@@ -79,15 +79,16 @@ class Scope:
         )
         return _one_or_404(query)
 
-    def note_row(self, statements: dict[str, Select], note_id: int):
-        """The row of ``statements`` (made by ``note_statements``) for this note: the
-        note, then the columns asked for; 404 unless the user may see the note."""
+    def note_rows(self, statements: dict[str, Select], note_id: int) -> list:
+        """The rows of ``statements`` (made by ``note_statements``) for this note: each the
+        note, then the columns asked for (one row, or one per row of anything joined in);
+        404 unless the user may see the note."""
         if (prepared := self.prepared(statements)) is None:
             abort(404)  # no client is visible to an administrator or a deactivated account
-        row = db.session.execute(prepared[0], {**prepared[1], "object_id": note_id}).one_or_none()
-        if row is None:
+        rows = db.session.execute(prepared[0], {**prepared[1], "object_id": note_id}).all()
+        if not rows:
             abort(404)
-        return row
+        return rows
 
     def prepared(self, statements: dict[str, Select]) -> tuple[Select, dict] | None:
         """The statement built once for this user's role (see ``by_role``), and its
@@ -168,9 +169,11 @@ _CLIENT_WITH_COURSES = {role: query.options(*_WITH_COURSES) for role, query in _
 def note_statements(*columns) -> dict[str, Select]:
     """The scoped lookup of one note (with its session, course and client), and
     ``columns`` worked out in the same statement, built once for each role (see
-    ``Scope.note_row``). A column may use the ``scope_user`` parameter."""
+    ``Scope.note_rows``). A column may use the ``scope_user`` parameter. The statement
+    starts from the note explicitly, so that a table joined in later (``notes.note_page``)
+    leaves no doubt which side the session is joined from."""
     return by_role(lambda visible: (
-        select(Note, *columns).join(TherapySession).join(Course)
+        select(Note, *columns).select_from(Note).join(TherapySession).join(Course)
         .where(Note.id == bindparam("object_id"),
                Course.client_id.in_(select(Client.id).where(visible)))
         .options(joinedload(Note.session).joinedload(TherapySession.course)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -53,8 +53,14 @@ def record(
     user: Any = None,
     username: str | None = None,
     detail: dict[str, Any] | None = None,
+    view: bool = False,
 ) -> None:
-    """Add an audit event to the current transaction (the caller commits)."""
+    """Add an audit event to the current transaction (the caller commits).
+
+    ``view``: the event records a page shown, and the caller commits right after it.
+    When the transaction holds nothing else, its commit on PostgreSQL does not wait for
+    the write-ahead log to reach the disk (see ``lock_chain``).
+    """
     if user is None and has_request_context() and current_user.is_authenticated:
         user = current_user
     if obj is not None:
@@ -75,7 +81,8 @@ def record(
     # On the transaction's connection, not through the ORM session: both statements are
     # plain SQL on tables (nothing to load as objects, no discarded rows to leave out).
     connection = db.session.connection()
-    values["prev_hash"] = lock_chain(connection)
+    values["prev_hash"] = lock_chain(connection, only_a_view=view and _nothing_else_written(
+        connection))
     values["hash"] = event_hash(values)
     # A plain INSERT (no unit of work): the event is never changed, and nothing in this
     # request reads it back as an object. The trigger installed by ``guards`` (version 3)
@@ -83,7 +90,7 @@ def record(
     connection.execute(_INSERT_EVENT, values)
 
 
-def lock_chain(connection: Connection) -> str:
+def lock_chain(connection: Connection, only_a_view: bool = False) -> str:
     """Take the chain's write lock for the rest of this transaction; the head's hash.
 
     PostgreSQL: ``SELECT … FOR UPDATE`` of the single ``audit_chain`` row, held until
@@ -92,21 +99,48 @@ def lock_chain(connection: Connection) -> str:
     can commit until this one ends. Either way the row's ``head_hash`` and ``events``
     follow every new event (a trigger, ``guards`` version 3): one statement takes the
     lock and reads the head, and the row gets one new version per event.
+
+    ``only_a_view``: the transaction records that a page was shown and holds nothing
+    else. On PostgreSQL the same statement then sets ``synchronous_commit`` off for this
+    transaction alone, so its commit, and with it the chain's lock, does not wait for
+    the disk: every page that shows a record would otherwise queue behind the one before
+    it for a disk flush while holding the lock every writer in the clinic needs. The
+    event is committed and in the chain before the page is sent, as ever; only a crash
+    of the database server itself in the next fraction of a second (PostgreSQL writes its
+    log out within three ``wal_writer_delay``, 0.6 s by default) could lose it, and then
+    with everything committed after it, so the chain kept on disk is always whole. Any
+    later commit that waits for the disk (every change, sign-in and print) writes it out
+    too. SQLite in WAL mode with ``synchronous=NORMAL`` (``database``) already commits
+    every transaction this way. ``AUDIT_VIEWS_WAIT_FOR_DISK`` turns this off.
     """
     if connection.dialect.name == "postgresql":
-        head = connection.scalar(_LOCK_POSTGRESQL)
+        head = connection.scalar(_LOCK_POSTGRESQL_VIEW if only_a_view else _LOCK_POSTGRESQL)
     else:
         head = connection.execute(_LOCK_SQLITE).scalar()
     if head is None:  # a database created before the chain row existed
         connection.execute(_CHAIN.insert().values(id=1, events=0, head_hash=newest_hash()))
-        return lock_chain(connection)
+        return lock_chain(connection, only_a_view)
     return head
+
+
+def _nothing_else_written(connection: Connection) -> bool:
+    """Whether this transaction has written nothing so far (PostgreSQL: ``database``
+    notes every statement that is not a SELECT), and the clinic lets a view's event
+    be committed without waiting for the disk."""
+    return connection.info.get("kaptools_wrote", True) is False \
+        and not current_app.config["AUDIT_VIEWS_WAIT_FOR_DISK"]
 
 
 # Built once (on the table: no ORM entity, no discarded rows to leave out).
 _CHAIN = AuditChain.__table__
 _LOCK_POSTGRESQL = (select(_CHAIN.c.head_hash).where(_CHAIN.c.id == 1).with_for_update()
                     .execution_options(include_discarded=True))
+# The same lock, and synchronous_commit off for this transaction only (``set_config``
+# with is_local true is ``SET LOCAL``; in the one statement: no round trip of its own).
+_LOCK_POSTGRESQL_VIEW = (select(_CHAIN.c.head_hash)
+                         .add_columns(func.set_config("synchronous_commit", "off", True))
+                         .where(_CHAIN.c.id == 1).with_for_update()
+                         .execution_options(include_discarded=True))
 _INSERT_EVENT = insert(AuditEvent.__table__)
 _LOCK_SQLITE = (update(_CHAIN).where(_CHAIN.c.id == 1)
                 .values(head_hash=_CHAIN.c.head_hash).returning(_CHAIN.c.head_hash))

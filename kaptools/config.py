@@ -47,6 +47,10 @@ DEFAULTS: dict[str, object] = {
     "DB_LOCK_TIMEOUT_MS": 5000,
     "DB_STATEMENT_TIMEOUT_MS": 20000,
     "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": 60000,
+    # PostgreSQL: a transaction that only records that a page was shown commits without
+    # waiting for the disk (the event is in the chain before the page is sent; see
+    # kaptools/audit.py, ``lock_chain``). True makes each one wait, at some cost in speed.
+    "AUDIT_VIEWS_WAIT_FOR_DISK": False,
     # The practice's own vitals thresholds (see kaptools/vitals.py), e.g.
     # {"systolic": {"min": 90, "max": 160}, "spo2": {"min": 94}}. None by default: kaptools
     # gives no clinical limits of its own, and the print says when none are set.

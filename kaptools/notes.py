@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, inspect, select
+from sqlalchemy import Select, bindparam, delete, inspect, select
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.datastructures import MultiDict
 
@@ -32,6 +32,7 @@ from .models import (
     TherapySession,
     User,
 )
+from .supervision import CurrentSupervision, in_force, relationships_from
 from .timeutil import day, today, utcnow
 
 
@@ -111,15 +112,31 @@ class NotePage:
     cosigned: bool
     reviewed: bool  # sent for review at least once
     autosaved: bool  # this user has an editor state kept for it
+    # The author's supervision relationships in force today, when the reader is the
+    # author (None for anyone else: not read).
+    relationships: list[CurrentSupervision] | None = None
 
 
 def _exists(model, *where):
     return select(model.id).where(model.note_id == Note.id, *where).correlate(Note).exists()
 
 
-# Built once for each role (``access.note_statements``). The private answers come only
-# when the reader is the note's author.
-_NOTE_PAGE = note_statements(
+# The author's supervision relationships in force today, joined to the note only when the
+# reader is its author: one row per relationship (the note's columns repeat; an author has
+# one or two), or one row with none.
+_IN_FORCE = in_force(bindparam("scope_user"), bindparam("scope_day")).subquery()
+
+
+def _with_supervision(statement: Select) -> Select:
+    return (statement.outerjoin_from(Note, _IN_FORCE, Note.author_id == bindparam("scope_user"))
+            .add_columns(_IN_FORCE.c.review_mode, _IN_FORCE.c.supervisor_id,
+                         _IN_FORCE.c.supervisor_name, _IN_FORCE.c.supervisor_active)
+            .order_by(_IN_FORCE.c.supervisor_name, _IN_FORCE.c.supervisor_id))
+
+
+# Built once for each role (``access.note_statements``). The private answers and the
+# supervision come only when the reader is the note's author.
+_NOTE_PAGE = {role: _with_supervision(statement) for role, statement in note_statements(
     select(PrivateNote.answers)
     .where(PrivateNote.note_id == Note.id, Note.author_id == bindparam("scope_user"))
     .correlate(Note).scalar_subquery(),
@@ -127,17 +144,19 @@ _NOTE_PAGE = note_statements(
     _exists(Signature, Signature.kind == "cosign"),
     _exists(Review),
     _exists(NoteAutosave, NoteAutosave.user_id == bindparam("scope_user")),
-)
+).items()}
 
 
 def note_page(scope: Scope, note_id: int) -> NotePage:
     """The note ``note_id`` for its page, in one statement (404 unless visible)."""
-    note, private, has_addenda, cosigned, reviewed, autosaved = \
-        scope.note_row(_NOTE_PAGE, note_id)
+    rows = scope.note_rows(_NOTE_PAGE, note_id)
+    note, private, has_addenda, cosigned, reviewed, autosaved = rows[0][:6]
     if not has_addenda and "addenda" in inspect(note).unloaded:
         set_committed_value(note, "addenda", [])
-    private = dict(private) if private and note.author_id == scope.user.id else {}
-    return NotePage(note, private, has_addenda, cosigned, reviewed, autosaved)
+    mine = note.author_id == scope.user.id
+    private = dict(private) if private and mine else {}
+    return NotePage(note, private, has_addenda, cosigned, reviewed, autosaved,
+                    relationships_from(row[6:] for row in rows) if mine else None)
 
 
 def page_of(note: Note, user: User) -> NotePage:

@@ -26,11 +26,11 @@ from .models import (
     ReviewMode,
     ReviewStatus,
     Signature,
-    SupervisionRelationship,
     TherapySession,
     User,
 )
 from .notes import cosign_hash, verify_hash
+from .supervision import CurrentSupervision, Supervisor, in_force, relationships_from
 from .timeutil import day, today, utcnow
 
 
@@ -38,40 +38,17 @@ class ReviewError(Exception):
     """A review action that does not fit the review's state; the message says why."""
 
 
-@dataclass(frozen=True)
-class Supervisor:
-    id: int
-    display_name: str
-    active: bool
-
-
-@dataclass(frozen=True)
-class CurrentSupervision:
-    """A supervision relationship in force, as the note pages use it: how its supervisee's
-    notes are reviewed, and by whom."""
-
-    review_mode: str
-    supervisor: Supervisor
-
-
 def current_relationships(supervisee: User, on: date | None = None
                           ) -> list[CurrentSupervision]:
     """The supervision relationships of ``supervisee`` in force on ``on`` (today), read as
-    plain rows (every note page of its author asks for them)."""
-    rows = db.session.execute(_RELATIONSHIPS_ON, {"supervisee": supervisee.id,
-                                                  "on": on or today()})
-    return [CurrentSupervision(mode, Supervisor(*supervisor)) for mode, *supervisor in rows]
+    plain rows (a note's page reads its author's with the note: ``notes.note_page``)."""
+    return relationships_from(db.session.execute(
+        _RELATIONSHIPS_ON, {"supervisee": supervisee.id, "on": on or today()}))
 
 
-# Built once: the note pages ask for it on every request.
-_RELATIONSHIPS_ON = (
-    select(SupervisionRelationship.review_mode, User.id, User.display_name, User.active)
-    .join(User, User.id == SupervisionRelationship.supervisor_id)
-    .where(SupervisionRelationship.supervisee_id == bindparam("supervisee"),
-           SupervisionRelationship.starts_on <= bindparam("on"),
-           or_(SupervisionRelationship.ends_on.is_(None),
-               SupervisionRelationship.ends_on >= bindparam("on")))
-    .order_by(User.display_name, User.id))
+# Built once.
+_RELATIONSHIPS_ON = in_force(bindparam("supervisee"), bindparam("on")).order_by(
+    User.display_name, User.id)
 
 
 def current_supervisors(supervisee: User,

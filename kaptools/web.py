@@ -54,7 +54,7 @@ def shown_and_recorded(page, action: str, obj, client_code: str):
     commit; and nothing read for the page is loaded again after the commit. A page whose
     viewing cannot be recorded is not sent (the error page says so instead).
     """
-    audit.record(action, obj=obj, client_code=client_code)
+    audit.record(action, obj=obj, client_code=client_code, view=True)
     db.session.commit()
     return page
 

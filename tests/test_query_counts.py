@@ -165,8 +165,9 @@ def test_pages_that_record_a_viewing_read_everything_before_taking_the_audit_loc
 
 def test_a_notes_page_asks_only_for_what_the_note_has(app, demo):
     """The note view and the editor learn with the note whether it has addenda, a
-    co-signature, reviews, process notes or editor states kept elsewhere: for a note with
-    none of them, no statement reads those tables on its own."""
+    co-signature, reviews, process notes or editor states kept elsewhere, and its author's
+    supervision in force: for a note with none of them, no statement reads those tables
+    on its own (and the supervision, which maya has, comes with the note)."""
     maya = Browser(app.test_client())
     maya.login("maya", "demo-maya-lind")
     with app.app_context():
@@ -174,7 +175,7 @@ def test_a_notes_page_asks_only_for_what_the_note_has(app, demo):
         signed = db.session.scalar(select(Note.id).where(Note.state == "signed",
                                                          Note.id.not_in(reviewed)))
         draft = db.session.scalar(select(Note.id).where(Note.state == "draft"))
-    apart = ("addendum", "signature", "review", "note_autosave", "private_note")
+    apart = ("addendum", "signature", "review", "note_autosave", "private_note", "supervision")
     for name, url in (("note view", f"/notes/{signed}"), ("editor", f"/notes/{draft}")):
         maya.get(url)
         with counting(app) as seen:

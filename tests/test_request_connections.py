@@ -86,3 +86,71 @@ def test_a_connection_the_server_closed_is_replaced_before_a_page_uses_it(app, m
         other.execute("SELECT pg_terminate_backend(%s)", (pid,))
     monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0.0)  # as after a pause
     assert browser.get("/clients").status_code == 200
+
+
+def _commits(app) -> list[tuple[tuple[str, ...], str]]:
+    """Each commit from here on: the audit actions its transaction recorded, and its
+    ``synchronous_commit`` as PostgreSQL had it just before the COMMIT."""
+    with app.app_context():
+        engine = db.engine
+    commits: list[tuple[tuple[str, ...], str]] = []
+    actions: list[str] = []
+
+    def began(conn):
+        actions.clear()
+
+    def executed(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO audit_event"):
+            actions.append(parameters["action"])
+
+    def committing(conn):
+        setting = conn.connection.dbapi_connection.execute("SHOW synchronous_commit")
+        commits.append((tuple(actions), setting.fetchone()[0]))
+
+    event.listen(engine, "begin", began)
+    event.listen(engine, "before_cursor_execute", executed)
+    event.listen(engine, "commit", committing)
+    return commits
+
+
+@pytest.mark.skipif(not PG_URL, reason="synchronous_commit is PostgreSQL's")
+def test_a_page_shown_commits_its_event_without_waiting_for_the_disk_and_a_change_waits(app):
+    from kaptools import audit
+    from kaptools.web import shown_and_recorded
+
+    @app.get("/test-writes-then-shows/<int:client_id>")
+    def writes_then_shows(client_id: int):
+        db.session.execute(text("UPDATE user_account SET display_name = 'Maya L.' "
+                                "WHERE username = 'maya'"))
+        return shown_and_recorded("shown", "client.viewed", db.session.get(Client, client_id),
+                                  "KT-0001")
+
+    with app.app_context():
+        maya = factories.user("maya")
+        ids = factories.client_with_course(maya)
+        db.session.commit()
+    browser = signed_in(app, "maya")
+    commits = _commits(app)
+    client_page = f"/clients/{ids['client']}"
+
+    # A page shown: its transaction holds the event alone, and does not wait for the disk.
+    assert browser.get(client_page).status_code == 200
+    assert commits[-1] == (("client.viewed",), "off")
+    # A change, and its event, wait for the disk as ever.
+    resp = browser.post(f"/clients/{ids['client']}/edit",
+                        {"code": "KT-0001", "display_name": "Rowan", "archived": ""})
+    assert resp.status_code == 302
+    assert commits[-1] == (("client.updated",), "on")
+    # A page shown in a transaction that also changed something waits for the disk.
+    assert browser.get(f"/test-writes-then-shows/{ids['client']}").status_code == 200
+    assert commits[-1] == (("client.viewed",), "on")
+    # The clinic can have every view wait for the disk.
+    app.config["AUDIT_VIEWS_WAIT_FOR_DISK"] = True
+    assert browser.get(client_page).status_code == 200
+    assert commits[-1] == (("client.viewed",), "on")
+    app.config["AUDIT_VIEWS_WAIT_FOR_DISK"] = False
+    # Every event is in the chain, in order, whichever way it was committed.
+    with app.app_context():
+        assert audit.verify_chain().ok
+        shown = db.session.scalars(text("SELECT action FROM audit_event ORDER BY id")).all()
+    assert shown.count("client.viewed") == 3 and "client.updated" in shown

@@ -130,7 +130,8 @@ def note(note_id: int):
         editor_id = notes.new_editor_id()
     return shown_and_recorded(_editor(found, template, form, editor_id,
                                       restored_at=pending.saved_at if pending else None,
-                                      reviewed=page.reviewed),
+                                      reviewed=page.reviewed,
+                                      relationships=page.relationships),
                               "note.opened", found, found.session.course.client.code)
 
 
@@ -141,26 +142,31 @@ def _editable(scope, found: Note) -> bool:
 
 
 def _editor(found: Note, template, form, editor_id: str, status: int = 200,
-            reviewed: bool = True, **page):
+            reviewed: bool = True, relationships=None, **page):
     """The editor page: rows to add, the editor's identity, what the last save settled.
-    ``reviewed``: False when the note is known never to have been sent for review."""
+    ``reviewed``: False when the note is known never to have been sent for review;
+    ``relationships``: the author's supervision, when already read with the note."""
     prepare_editor(form)
     page.setdefault("scores", compute_scores(template, collect(form)[0]))
     return render_template(
         "notes/edit.html", note=found, template=template, form=form, editor_id=editor_id,
         carry_token=carry_token(current_user.id, url_for(".note", note_id=found.id)),
         saved_editor=session.pop("saved_editor", None), **page,
-        **_review_context(found, reviewed)), status
+        **_review_context(found, reviewed, relationships)), status
 
 
-def _review_context(found: Note, reviewed: bool = True) -> dict:
+def _review_context(found: Note, reviewed: bool = True, relationships=None) -> dict:
     """The latest review of a note, its comments by field, and who could review it
-    (``reviewed``: False when the note is known never to have been sent for review)."""
+    (``reviewed``: False when the note is known never to have been sent for review;
+    ``relationships``: the author's supervision, when already read with the note)."""
     history = reviews.note_reviews(found) if reviewed else []
     latest = history[-1] if history else None
     mine = found.author_id == current_user.id
     my_draft = mine and found.state == NoteState.DRAFT
-    relationships = reviews.current_relationships(current_user) if mine else []
+    if not mine:
+        relationships = []
+    elif relationships is None:
+        relationships = reviews.current_relationships(current_user)
     return {"latest_review": latest,
             "field_comments": reviews.comments_by_field(latest) if latest else {},
             "supervisors": reviews.current_supervisors(current_user, relationships),
@@ -326,7 +332,7 @@ def _show(found: Note, template, status: int = 200, page: notes.NotePage | None 
         cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"]
         if page.cosigned else [],
         saved_editor=session.pop("saved_editor", None), **forms,
-        **_review_context(found, page.reviewed)), "note.viewed", found,
+        **_review_context(found, page.reviewed, page.relationships)), "note.viewed", found,
         found.session.course.client.code), status
 
 
