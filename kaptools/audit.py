@@ -137,10 +137,8 @@ _LOCK_POSTGRESQL = (select(_CHAIN.c.head_hash).where(_CHAIN.c.id == 1).with_for_
                     .execution_options(include_discarded=True))
 # The same lock, and synchronous_commit off for this transaction only (``set_config``
 # with is_local true is ``SET LOCAL``; in the one statement: no round trip of its own).
-_LOCK_POSTGRESQL_VIEW = (select(_CHAIN.c.head_hash)
-                         .add_columns(func.set_config("synchronous_commit", "off", True))
-                         .where(_CHAIN.c.id == 1).with_for_update()
-                         .execution_options(include_discarded=True))
+_LOCK_POSTGRESQL_VIEW = _LOCK_POSTGRESQL.add_columns(
+    func.set_config("synchronous_commit", "off", True))
 _INSERT_EVENT = insert(AuditEvent.__table__)
 _LOCK_SQLITE = (update(_CHAIN).where(_CHAIN.c.id == 1)
                 .values(head_hash=_CHAIN.c.head_hash).returning(_CHAIN.c.head_hash))
