@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, String, bindparam, func, insert, select, update
 
 from .extensions import db
 from .models import (
@@ -78,19 +78,40 @@ def record(
         "address": client_address(),
         "detail": detail or {},
     }
-    # On the transaction's connection, not through the ORM session: both statements are
-    # plain SQL on tables (nothing to load as objects, no discarded rows to leave out).
+    # On the transaction's connection, not through the ORM session: plain SQL on tables
+    # (nothing to load as objects, no discarded rows to leave out). A plain INSERT (no unit
+    # of work): the event is never changed, and nothing in this request reads it back as
+    # an object. The trigger installed by ``guards`` (version 3) moves the chain's head to
+    # it.
     connection = db.session.connection()
-    values["prev_hash"] = lock_chain(connection, only_a_view=view and _nothing_else_written(
-        connection))
-    values["hash"] = event_hash(values)
-    # A plain INSERT (no unit of work): the event is never changed, and nothing in this
-    # request reads it back as an object. The trigger installed by ``guards`` (version 3)
-    # moves the chain's head to it.
-    connection.execute(_INSERT_EVENT, values)
+    only_a_view = view and _nothing_else_written(connection)
+    if connection.dialect.name == "postgresql":
+        _append_postgresql(connection, values, only_a_view)
+    else:
+        values["prev_hash"] = lock_chain(connection)
+        values["hash"] = event_hash(values)
+        connection.execute(_INSERT_EVENT, values)
 
 
-def lock_chain(connection: Connection, only_a_view: bool = False) -> str:
+def _append_postgresql(connection: Connection, values: dict[str, Any],
+                       only_a_view: bool) -> None:
+    """Lock the chain, link the event to its head and insert it: one statement, so the
+    lock is held for one round trip and the commit, not two.
+
+    The event's hash is taken by PostgreSQL (``sha256``) of the same canonical text
+    ``event_hash`` hashes: this side makes the text before and after the head's hash,
+    the database puts the head it has just locked between them. ``verify_chain``
+    recomputes every hash here, so the two can never drift apart unnoticed.
+    """
+    before, after = _hashed_text_around_link(values)
+    inserted = connection.execute(_APPEND_VIEW if only_a_view else _APPEND,
+                                  {**values, "hashed_before": before, "hashed_after": after})
+    if inserted.scalar() is None:  # a database created before the chain row existed
+        lock_chain(connection)  # adds the row (a write: this commit waits for the disk)
+        _append_postgresql(connection, values, only_a_view=False)
+
+
+def lock_chain(connection: Connection) -> str:
     """Take the chain's write lock for the rest of this transaction; the head's hash.
 
     PostgreSQL: ``SELECT … FOR UPDATE`` of the single ``audit_chain`` row, held until
@@ -98,28 +119,16 @@ def lock_chain(connection: Connection, only_a_view: bool = False) -> str:
     SQLite: an UPDATE of the row, which opens the write transaction, so no other writer
     can commit until this one ends. Either way the row's ``head_hash`` and ``events``
     follow every new event (a trigger, ``guards`` version 3): one statement takes the
-    lock and reads the head, and the row gets one new version per event.
-
-    ``only_a_view``: the transaction records that a page was shown and holds nothing
-    else. On PostgreSQL the same statement then sets ``synchronous_commit`` off for this
-    transaction alone, so its commit, and with it the chain's lock, does not wait for
-    the disk: every page that shows a record would otherwise queue behind the one before
-    it for a disk flush while holding the lock every writer in the clinic needs. The
-    event is committed and in the chain before the page is sent, as ever; only a crash
-    of the database server itself in the next fraction of a second (PostgreSQL writes its
-    log out within three ``wal_writer_delay``, 0.6 s by default) could lose it, and then
-    with everything committed after it, so the chain kept on disk is always whole. Any
-    later commit that waits for the disk (every change, sign-in and print) writes it out
-    too. SQLite in WAL mode with ``synchronous=NORMAL`` (``database``) already commits
-    every transaction this way. ``AUDIT_VIEWS_WAIT_FOR_DISK`` turns this off.
+    lock and reads the head, and the row gets one new version per event. (On PostgreSQL
+    ``record`` takes the lock in the statement that inserts the event: ``_APPEND``.)
     """
     if connection.dialect.name == "postgresql":
-        head = connection.scalar(_LOCK_POSTGRESQL_VIEW if only_a_view else _LOCK_POSTGRESQL)
+        head = connection.scalar(_LOCK_POSTGRESQL)
     else:
         head = connection.execute(_LOCK_SQLITE).scalar()
     if head is None:  # a database created before the chain row existed
         connection.execute(_CHAIN.insert().values(id=1, events=0, head_hash=newest_hash()))
-        return lock_chain(connection, only_a_view)
+        return lock_chain(connection)
     return head
 
 
@@ -133,15 +142,42 @@ def _nothing_else_written(connection: Connection) -> bool:
 
 # Built once (on the table: no ORM entity, no discarded rows to leave out).
 _CHAIN = AuditChain.__table__
+_EVENT = AuditEvent.__table__
 _LOCK_POSTGRESQL = (select(_CHAIN.c.head_hash).where(_CHAIN.c.id == 1).with_for_update()
                     .execution_options(include_discarded=True))
-# The same lock, and synchronous_commit off for this transaction only (``set_config``
-# with is_local true is ``SET LOCAL``; in the one statement: no round trip of its own).
-_LOCK_POSTGRESQL_VIEW = _LOCK_POSTGRESQL.add_columns(
-    func.set_config("synchronous_commit", "off", True))
-_INSERT_EVENT = insert(AuditEvent.__table__)
+_INSERT_EVENT = insert(_EVENT)
 _LOCK_SQLITE = (update(_CHAIN).where(_CHAIN.c.id == 1)
                 .values(head_hash=_CHAIN.c.head_hash).returning(_CHAIN.c.head_hash))
+
+
+def _append_statement(head: Any) -> Any:
+    """``WITH head AS (lock) INSERT INTO audit_event … SELECT …, head, sha256(…) FROM head``:
+    no row, and no event, when the chain's row is missing."""
+    content = [c.name for c in _EVENT.c if c.name not in ("id", "prev_hash", "hash")]
+    hashed = (bindparam("hashed_before", type_=String) + head.c.head_hash
+              + bindparam("hashed_after", type_=String))
+    linked = select(*(bindparam(name, type_=_EVENT.c[name].type) for name in content),
+                    head.c.head_hash,
+                    func.encode(func.sha256(func.convert_to(hashed, "UTF8")), "hex"))
+    return (insert(_EVENT).from_select([*content, "prev_hash", "hash"], linked)
+            .returning(_EVENT.c.id).execution_options(include_discarded=True))
+
+
+_APPEND = _append_statement(_LOCK_POSTGRESQL.cte("head"))
+# The same, and ``synchronous_commit`` off for this transaction only, when it records a
+# page shown and holds nothing else (``set_config`` with is_local true is ``SET LOCAL``; in
+# the lock's own statement, no round trip of its own). Its commit, and with it the chain's
+# lock, then does not wait for the disk: every page that shows a record would otherwise
+# queue behind the one before it for a disk flush while holding the lock every writer in
+# the clinic needs. The event is committed and in the chain before the page is sent, as
+# ever; only a crash of the database server itself in the next fraction of a second
+# (PostgreSQL writes its log out within three ``wal_writer_delay``, 0.6 s by default)
+# could lose it, and then with everything committed after it, so the chain kept on disk is
+# always whole. Any later commit that waits for the disk (every change, sign-in and print)
+# writes it out too. SQLite in WAL mode with ``synchronous=NORMAL`` (``database``) already
+# commits every transaction this way. ``AUDIT_VIEWS_WAIT_FOR_DISK`` turns this off.
+_APPEND_VIEW = _append_statement(_LOCK_POSTGRESQL.add_columns(
+    func.set_config("synchronous_commit", "off", True)).cte("head"))
 
 
 def newest_hash() -> str:
@@ -153,9 +189,26 @@ def newest_hash() -> str:
 def event_hash(event: AuditEvent | Mapping[str, Any]) -> str:
     """The SHA-256 of an event's content and its link (an event, or its column values)."""
     get = event.get if isinstance(event, Mapping) else partial(getattr, event)
+    payload = {"prev": get("prev_hash"), **_hashed_content(get)}
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def _hashed_text_around_link(values: Mapping[str, Any]) -> tuple[str, str]:
+    """The canonical text of a new event's hash, before and after its link (``prev``).
+
+    The text is JSON with sorted keys, so ``prev`` falls between ``object_type`` and
+    ``user_id`` at the top level; the link is a chain head, 64 hex digits, which JSON
+    writes as they are. ``before + head + after`` is the text ``event_hash`` hashes.
+    """
+    content = _hashed_content(values.get)
+    before = _canonical({k: v for k, v in content.items() if k < "prev"})
+    after = _canonical({k: v for k, v in content.items() if k > "prev"})
+    return before[:-1] + ',"prev":"', '",' + after[1:]
+
+
+def _hashed_content(get) -> dict[str, Any]:
     created_at = get("created_at")
-    payload = {
-        "prev": get("prev_hash"),
+    return {
         "at": created_at.isoformat(timespec="microseconds") if created_at else None,
         "user_id": get("user_id"),
         "username": get("username"),
@@ -166,8 +219,10 @@ def event_hash(event: AuditEvent | Mapping[str, Any]) -> str:
         "address": get("address"),
         "detail": get("detail"),
     }
-    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _canonical(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def chain_head() -> dict[str, Any]:

@@ -49,7 +49,7 @@ DEFAULTS: dict[str, object] = {
     "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": 60000,
     # PostgreSQL: a transaction that only records that a page was shown commits without
     # waiting for the disk (the event is in the chain before the page is sent; see
-    # kaptools/audit.py, ``lock_chain``). True makes each one wait, at some cost in speed.
+    # kaptools/audit.py, ``_APPEND_VIEW``). True makes each one wait, at some cost in speed.
     "AUDIT_VIEWS_WAIT_FOR_DISK": False,
     # The practice's own vitals thresholds (see kaptools/vitals.py), e.g.
     # {"systolic": {"min": 90, "max": 160}, "spo2": {"min": 94}}. None by default: kaptools

@@ -136,7 +136,8 @@ def test_a_long_course_costs_the_same_statements_as_a_short_one(app):
 def test_pages_that_record_a_viewing_read_everything_before_taking_the_audit_lock(app, demo):
     """Every writer in the clinic waits for the audit chain's lock, so a page that records
     its viewing takes it last: the lock returns the chain's head, and after it come only
-    the event and the commit — no read for the page itself, nothing reloaded after."""
+    the event and the commit — no read for the page itself, nothing reloaded after. (On
+    PostgreSQL the statement that takes the lock inserts the event: nothing comes after.)"""
     maya = Browser(app.test_client())
     maya.login("maya", "demo-maya-lind")
     ruth = Browser(app.test_client())
@@ -158,8 +159,11 @@ def test_pages_that_record_a_viewing_read_everything_before_taking_the_audit_loc
             after = words[locked + 1:]
             checked[name] = after
             assert "head_hash" in seen[locked], seen[locked]
-            assert len(after) == 1, (name, after)
-            assert after[0].startswith("INSERT INTO AUDIT_EVENT"), (name, after)
+            if "INSERT INTO audit_event" in seen[locked]:
+                assert after == [], (name, after)
+            else:
+                assert len(after) == 1, (name, after)
+                assert after[0].startswith("INSERT INTO AUDIT_EVENT"), (name, after)
     assert len(checked) == 6
 
 

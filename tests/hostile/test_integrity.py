@@ -47,6 +47,33 @@ def test_eight_writers_at_once_keep_one_unbroken_chain(app, world):
     assert count >= 8 * 25
 
 
+HOSTILE_EVENTS = [
+    {"username": 'o\'brien"; --', "detail": {"q": '","prev":"' + "f" * 64 + '"'}},
+    {"username": "\\\u2028\u202e", "detail": {"prev": "0" * 64, "nul": "a\u0000b"}},
+    {"client_code": "KT-\u00e9\u0301\U0001f600", "detail": {"nested": [{"a": None}, 1.5, -0,
+                                                                    2 ** 53, "</script>"]}},
+    {"username": "z" * 64, "detail": {}},
+]
+
+
+@pytest.mark.parametrize("values", HOSTILE_EVENTS, ids=range(len(HOSTILE_EVENTS)))
+def test_every_event_hashes_as_the_verifier_hashes_it_whatever_it_holds(app, world, values):
+    """On PostgreSQL the database hashes the text this side makes around the head it
+    locked (``audit._append_postgresql``); quotes, escapes, a ``prev`` key of its own,
+    characters outside the BMP: the verifier must come to the same hash."""
+    with app.app_context():
+        audit.record("hostile.event", object_type="client", object_id=world["client"],
+                     **values)
+        audit.record("hostile.after", detail={"n": 1})  # links to the event above
+        db.session.commit()
+        events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())
+                                    .limit(2)).all()
+        assert [e.action for e in events] == ["hostile.after", "hostile.event"]
+        assert all(e.hash == audit.event_hash(e) for e in events)
+        assert events[0].prev_hash == events[1].hash
+        assert audit.verify_chain().ok
+
+
 # ---------------------------------------------------------------------------
 # Guards below the ORM
 
