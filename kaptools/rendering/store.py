@@ -62,8 +62,7 @@ def put(key: str, scope: str, pdf: bytes, pages: int, evict: bool = True) -> Non
         db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     if dialect in _INSERT_OR_SKIP:
         # The same content, rendered elsewhere a moment ago, is simply kept.
-        db.session.execute(_INSERT_OR_SKIP[dialect](RenderedPdf).values(**values)
-                           .on_conflict_do_nothing(index_elements=[RenderedPdf.key]))
+        db.session.execute(_INSERT_OR_SKIP[dialect], values)
     else:
         try:
             with db.session.begin_nested():
@@ -74,7 +73,11 @@ def put(key: str, scope: str, pdf: bytes, pages: int, evict: bool = True) -> Non
         _evict()
 
 
-_INSERT_OR_SKIP = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# Built once: a long document stores a hundred parts or more, and building each statement
+# anew cost more than running it.
+_INSERT_OR_SKIP = {name: dialect.insert(RenderedPdf.__table__)
+                   .on_conflict_do_nothing(index_elements=["key"])
+                   for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 
 
 def _evict() -> None:
