@@ -59,7 +59,7 @@ def record(
 
     ``view``: the event records a page shown, and the caller commits right after it.
     When the transaction holds nothing else, its commit on PostgreSQL does not wait for
-    the write-ahead log to reach the disk (see ``lock_chain``).
+    the write-ahead log to reach the disk (see ``_APPEND_VIEW``).
     """
     if user is None and has_request_context() and current_user.is_authenticated:
         user = current_user
@@ -84,9 +84,8 @@ def record(
     # an object. The trigger installed by ``guards`` (version 3) moves the chain's head to
     # it.
     connection = db.session.connection()
-    only_a_view = view and _nothing_else_written(connection)
     if connection.dialect.name == "postgresql":
-        _append_postgresql(connection, values, only_a_view)
+        _append_postgresql(connection, values, view and _nothing_else_written(connection))
     else:
         values["prev_hash"] = lock_chain(connection)
         values["hash"] = event_hash(values)
