@@ -27,8 +27,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     load_config(app, test_config)
 
-    from . import database, i18n, modality, rendering, security, web
+    from . import collector, database, i18n, modality, rendering, security, web
 
+    collector.init_app(app)
     i18n.init_app(app)
     database.init_app(app)
     modality.init_app(app)

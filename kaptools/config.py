@@ -75,6 +75,9 @@ DEFAULTS: dict[str, object] = {
     "RENDER_PROCESSES": 0,  # 0: one per CPU core
     "RENDER_MAX_PAGES": 1500,
     "RENDER_STORE_MAX_MB": 512,
+    # A web process moves what it keeps out of the garbage collector's way after serving
+    # this many requests (see kaptools/collector.py); 0 never does (the default in tests).
+    "GC_FREEZE_AFTER_REQUESTS": 200,
     "RENDER_WORKERS": 2,  # jobs worked on at once by `kaptools serve` or `kaptools worker`
 }
 
@@ -88,6 +91,8 @@ def load_config(app: Flask, test_config: dict[str, object] | None) -> None:
     app.config.from_file(INSTANCE_CONFIG_FILE, load=_load_toml, silent=True, text=False)
     app.config.from_prefixed_env("KAPTOOLS")
     if test_config:
+        if test_config.get("TESTING"):
+            app.config["GC_FREEZE_AFTER_REQUESTS"] = 0
         app.config.from_mapping(test_config)
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
