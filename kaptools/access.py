@@ -45,12 +45,6 @@ class Scope:
         query = self._visible_clients().where(Client.id == client_id).options(*options)
         return _one_or_404(query)
 
-    def client_with_courses(self, client_id: int) -> Client:
-        """A client with their therapist and courses (the client's page)."""
-        if (prepared := self.prepared(_CLIENT_WITH_COURSES)) is not None:
-            return _one_or_404(prepared[0], {**prepared[1], "object_id": client_id})
-        return self.client(client_id, *_WITH_COURSES)
-
     def course(self, course_id: int, *options) -> Course:
         query = select(Course).where(Course.id == course_id,
                                      Course.client_id.in_(self.visible_client_ids()))
@@ -83,9 +77,17 @@ class Scope:
         """The rows of ``statements`` (made by ``note_statements``) for this note: each the
         note, then the columns asked for (one row, or one per row of anything joined in);
         404 unless the user may see the note."""
+        return self.rows(statements, note_id)
+
+    def rows(self, statements: dict[str, Select], object_id: int, unique: bool = False
+             ) -> list:
+        """The rows of ``statements`` (built by ``by_role``, with an ``object_id``
+        parameter) for this object; 404 unless the user may see it. ``unique``: a
+        collection is joined in, so an object comes on several rows."""
         if (prepared := self.prepared(statements)) is None:
             abort(404)  # no client is visible to an administrator or a deactivated account
-        rows = db.session.execute(prepared[0], {**prepared[1], "object_id": note_id}).all()
+        result = db.session.execute(prepared[0], {**prepared[1], "object_id": object_id})
+        rows = (result.unique() if unique else result).all()
         if not rows:
             abort(404)
         return rows
@@ -160,10 +162,11 @@ def by_role(build) -> dict[str, Select]:
 
 _CLIENT = by_role(lambda visible: select(Client).where(visible,
                                                        Client.id == bindparam("object_id")))
-# The courses joined in the same statement: a client has a handful, and the page is one
-# round trip shorter than with a second SELECT for them.
+# The client's page (``risk.client_with_courses_and_flag``): a client with their therapist
+# and courses, joined in the same statement (a client has a handful, and the page is one
+# round trip shorter than with a second SELECT for them).
 _WITH_COURSES = (joinedload(Client.therapist), joinedload(Client.courses))
-_CLIENT_WITH_COURSES = {role: query.options(*_WITH_COURSES) for role, query in _CLIENT.items()}
+CLIENT_WITH_COURSES = {role: query.options(*_WITH_COURSES) for role, query in _CLIENT.items()}
 
 
 def note_statements(*columns) -> dict[str, Select]:

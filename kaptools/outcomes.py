@@ -72,7 +72,19 @@ def course_outcomes(course: Course) -> list[OutcomePoint]:
 
 def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
     """The outcome points of several courses, in session order, reading only the measures'
-    signed notes (never the other notes' answers; a draft is not a result yet).
+    signed notes (never the other notes' answers; a draft is not a result yet)."""
+    from .extensions import db
+
+    if not course_ids:
+        return {}
+    return outcome_points(db.session.execute(_SIGNED_MEASURES,
+                                             {"course_ids": list(course_ids)}).all())
+
+
+def outcome_points(signed) -> dict[int, list[OutcomePoint]]:
+    """The outcome points, by course, of these signed measure notes (each with ``id``,
+    ``content_hash``, ``modality``, ``course_id``, ``session_id`` and ``session_date``; in
+    session order: rows of ``_SIGNED_MEASURES``, or ``overview.CourseOverview.measures``).
 
     A signed note never changes, so its score is worked out once per process (and app) and
     kept under the note's content hash: a client page then reads which measures were
@@ -80,13 +92,10 @@ def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
     time)."""
     from .extensions import db
 
-    if not course_ids:
-        return {}
-    rows = db.session.execute(_SIGNED_MEASURES, {"course_ids": list(course_ids)}).all()
     registry = get_registry()
     kept = registry.scored  # per app: another app may have other templates
     words = words_key()  # a band's label is in the clinic's language
-    scores = {row.id: kept.get((row.id, row.content_hash, words), _UNSCORED) for row in rows}
+    scores = {row.id: kept.get((row.id, row.content_hash, words), _UNSCORED) for row in signed}
     unscored = [note_id for note_id, score in scores.items() if score is _UNSCORED]
     if unscored:
         if len(kept) + len(unscored) > _SCORED_AT_MOST:
@@ -100,14 +109,15 @@ def courses_outcomes(course_ids: list[int]) -> dict[int, list[OutcomePoint]]:
             scores[row.id] = kept[row.id, row.content_hash, words] = \
                 (total.total, total.max_total, total.band) if total and total.complete else None
     found: dict[int, list[OutcomePoint]] = {}
-    for row in rows:
+    for row in signed:
         if (score := scores[row.id]) is not None and score is not _UNSCORED:
             found.setdefault(row.course_id, []).append(
                 OutcomePoint(MEASURES[row.modality], row.session_id, row.session_date, *score))
     return found
 
 
-# Built once: every client page asks for it.
+# Built once: the printed summary asks for it (the client page reads the same notes with
+# its course overview, ``overview.course_overviews``).
 _SIGNED_MEASURES = (
     select(TherapySession.course_id, TherapySession.id.label("session_id"),
            TherapySession.session_date, Note.id, Note.content_hash, Note.modality)

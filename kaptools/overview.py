@@ -1,4 +1,5 @@
-"""Courses at a glance: how many sessions and notes, and where they stand.
+"""Courses at a glance: how many sessions and notes, where they stand, and which outcome
+measures were signed.
 
 Read with one aggregate query, however many courses and notes there are,
 so a client's page costs the same for a client seen once as for one seen for years.
@@ -10,10 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 
 from .extensions import db
 from .models import Note, NoteState, TherapySession
+from .outcomes import MEASURES
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,25 @@ class SessionPoint:
     kind: str
 
 
+@dataclass(frozen=True)
+class SignedMeasure:
+    """A signed outcome measure: what ``outcomes.outcome_points`` scores (once per note)."""
+
+    course_id: int
+    session_id: int
+    session_date: date
+    id: int  # the note's
+    content_hash: str
+    modality: str
+
+
 @dataclass
 class CourseOverview:
     sessions: list[SessionPoint] = field(default_factory=list)
     kinds: Counter = field(default_factory=Counter)
     notes: Counter = field(default_factory=Counter)  # by state
+    # The signed notes of the outcome measures (``outcomes.MEASURES``), in session order.
+    measures: list[SignedMeasure] = field(default_factory=list)
 
     @property
     def last(self) -> date | None:
@@ -41,10 +57,11 @@ def course_overviews(course_ids: list[int]) -> dict[int, CourseOverview]:
     if not course_ids:
         return found
     # One query: each session, with its notes counted by state (a session with no note
-    # comes once, with no state); the rows of a session come together.
+    # comes once, with no state), and each signed outcome measure on a row of its own; the
+    # rows of a session come together.
     rows = db.session.execute(_SESSIONS_AND_NOTES, {"course_ids": list(course_ids)})
     last = None
-    for course_id, session_id, on, kind, state, count in rows:
+    for course_id, session_id, on, kind, state, note_id, content_hash, modality, count in rows:
         overview = found[course_id]
         if session_id != last:
             overview.sessions.append(SessionPoint(session_id, on, kind))
@@ -52,17 +69,34 @@ def course_overviews(course_ids: list[int]) -> dict[int, CourseOverview]:
             last = session_id
         if state is not None:
             overview.notes[state] += count
+        if note_id is not None:
+            overview.measures.append(
+                SignedMeasure(course_id, session_id, on, note_id, content_hash, modality))
     return found
 
 
+def _sessions_and_notes():
+    # A signed outcome measure keeps its id, hash and form: it is a group of its own.
+    # Worked out per note in a subquery, so that the outer GROUP BY names plain columns.
+    measure = and_(Note.state == NoteState.SIGNED, Note.modality.in_(list(MEASURES)))
+    notes = (
+        select(TherapySession.course_id, TherapySession.id.label("session_id"),
+               TherapySession.session_date, TherapySession.kind, Note.state,
+               Note.id.label("note_id"),
+               case((measure, Note.id)).label("measure_id"),
+               case((measure, Note.content_hash)).label("measure_hash"),
+               case((measure, Note.modality)).label("measure_modality"))
+        .outerjoin(Note, Note.session_id == TherapySession.id)
+        .where(TherapySession.course_id.in_(bindparam("course_ids", expanding=True)))
+        .subquery())
+    groups = (notes.c.course_id, notes.c.session_id, notes.c.session_date, notes.c.kind,
+              notes.c.state, notes.c.measure_id, notes.c.measure_hash,
+              notes.c.measure_modality)
+    return (select(*groups, func.count(notes.c.note_id)).group_by(*groups)
+            .order_by(notes.c.session_date, notes.c.session_id, notes.c.measure_id))
+
+
 # Built once: every client page asks for it.
-_SESSIONS_AND_NOTES = (
-    select(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
-           TherapySession.kind, Note.state, func.count(Note.id))
-    .outerjoin(Note, Note.session_id == TherapySession.id)
-    .where(TherapySession.course_id.in_(bindparam("course_ids", expanding=True)))
-    .group_by(TherapySession.course_id, TherapySession.id, TherapySession.session_date,
-              TherapySession.kind, Note.state)
-    .order_by(TherapySession.session_date, TherapySession.id))
+_SESSIONS_AND_NOTES = _sessions_and_notes()
 
 DRAFT, SIGNED = NoteState.DRAFT, NoteState.SIGNED

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select, true
 
-from .access import Scope, by_role
+from .access import CLIENT_WITH_COURSES, Scope, by_role
 from .extensions import db
 from .i18n import _
 from .modality.answers import compute_scores
@@ -73,6 +73,19 @@ def _open_flags_query(of_clients) -> Select:
             .order_by(RiskSignal.client_id, RiskSignal.id.desc()))
 
 
+@dataclass(frozen=True)
+class _FlagRow:
+    """A row of ``_open_flags_query``, read from columns of another statement."""
+
+    client_id: int
+    code: str
+    label: str
+    at: datetime
+    note_id: int
+    modality: str
+    followed: datetime | None
+
+
 def _flags(rows) -> dict[int, RiskFlag]:
     from .modality import get_registry
 
@@ -109,6 +122,33 @@ def open_flags_in_scope(scope: Scope) -> dict[int, RiskFlag]:
 
 def flag_for(client: Client) -> RiskFlag | None:
     return _flags(db.session.execute(_OF_CLIENT, {"client": client.id})).get(client.id)
+
+
+def _with_flag(client_statement: Select) -> Select:
+    """``client_statement`` (one client, its id the ``object_id`` parameter) with the
+    client's open flag, if any, as columns ``flag_…`` of the same row."""
+    flag = _open_flags_query(RiskSignal.client_id == bindparam("object_id")).limit(1).subquery()
+    return (client_statement.add_columns(*(column.label(f"flag_{column.name}")
+                                           for column in flag.c))
+            .outerjoin(flag, true()))
+
+
+# Built once for each role: the client's page, its first statement.
+_CLIENT_WITH_COURSES_AND_FLAG = {role: _with_flag(statement)
+                                 for role, statement in CLIENT_WITH_COURSES.items()}
+
+
+def client_with_courses_and_flag(scope: Scope, client_id: int
+                                 ) -> tuple[Client, RiskFlag | None]:
+    """The client with their therapist and courses (404 unless ``scope`` sees them), and
+    their open risk flag: one statement where there were two."""
+    row = scope.rows(_CLIENT_WITH_COURSES_AND_FLAG, client_id, unique=True)[0]
+    client = row[0]
+    if row.flag_client_id is None:
+        return client, None
+    return client, _flags([_FlagRow(row.flag_client_id, row.flag_code, row.flag_label,
+                                    row.flag_at, row.flag_note_id, row.flag_modality,
+                                    row.flag_followed)])[client.id]
 
 
 def missing_before_signing(note: Note, template: Template) -> list[str]:

@@ -187,3 +187,34 @@ def test_a_notes_page_asks_only_for_what_the_note_has(app, demo):
         alone = [s for s in seen for table in apart
                  if re.match(rf"SELECT [^()]* FROM {table}\b", " ".join(s.split()))]
         assert not alone, (name, alone)
+
+
+def test_a_clients_page_reads_the_client_and_their_courses_in_three_statements(app, demo):
+    """Before recording its viewing, a client's page sends three statements whatever the
+    client holds: the sign-in lookup; the client, with their therapist, courses and open
+    risk flag; and the courses' sessions, with their notes counted and the signed outcome
+    measures (what the charts are drawn from)."""
+    from kaptools.models import Client, User
+
+    maya = Browser(app.test_client())
+    maya.login("maya", "demo-maya-lind")
+    with app.app_context():
+        clients = db.session.scalars(select(Client.id).join(User, Client.therapist_id == User.id)
+                                     .where(User.username == "maya")).all()
+    shown = {"flag": 0, "chart": 0}
+    for client in clients:
+        maya.get(f"/clients/{client}")
+        with counting(app) as seen:
+            resp = maya.get(f"/clients/{client}")
+        assert resp.status_code == 200
+        page = resp.get_data(as_text=True)
+        shown["flag"] += "Open risk flag" in page
+        shown["chart"] += '<img class="chart"' in page
+        locked = next(i for i, s in enumerate(seen) if "audit_chain" in s)
+        assert len(seen[:locked]) == 3, (client, seen[:locked])
+        sign_in, found, sessions = (" ".join(s.split()) for s in seen[:locked])
+        assert re.search(r"\bFROM auth_session\b", sign_in), sign_in
+        assert re.search(r"\bFROM client\b", found) and "risk_signal" in found, found
+        assert "therapy_session" in sessions and "note.content_hash" in sessions, sessions
+    # The demo has a client with an open flag and courses with charted measures.
+    assert shown["flag"] and shown["chart"], shown

@@ -24,7 +24,7 @@ class Registry:
     templates: dict[tuple[str, int], Template] = field(default_factory=dict)
     problems: list[TemplateProblem] = field(default_factory=list)
     # Scores of signed notes, kept by kaptools.outcomes for as long as these templates are
-    # the app's (a signed note never changes; see courses_outcomes).
+    # the app's (a signed note never changes; see outcome_points).
     scored: dict = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, slug: str, version: int) -> Template | None:

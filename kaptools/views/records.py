@@ -80,10 +80,10 @@ def new_client():
 def client(client_id: int):
     """Show a client: each course at a glance, with its outcome measures."""
     scope = current_scope()
-    found = scope.client_with_courses(client_id)
-    course_ids = [c.id for c in found.courses]
-    overview = course_overviews(course_ids)
-    points_by_course = outcomes.courses_outcomes(course_ids)
+    found, risk_flag = risk.client_with_courses_and_flag(scope, client_id)
+    overview = course_overviews([c.id for c in found.courses])
+    points_by_course = outcomes.outcome_points(
+        [measure for course_ in overview.values() for measure in course_.measures])
     charts = {}
     for course_ in found.courses:
         points = points_by_course.get(course_.id, [])
@@ -96,7 +96,7 @@ def client(client_id: int):
         }
     return shown_and_recorded(
         render_template("clients/detail.html", client=found, can_edit=scope.owns(found),
-                        charts=charts, overview=overview, risk_flag=risk.flag_for(found)),
+                        charts=charts, overview=overview, risk_flag=risk_flag),
         "client.viewed", found, found.code)
 
 
