@@ -97,3 +97,25 @@ def test_a_full_store_loses_no_point(app, monkeypatch):
         for _ in range(3):
             assert outcomes.courses_outcomes(ids) == expected
             assert len(get_registry().scored) <= sum(map(len, expected.values()))
+
+
+def test_the_client_page_reads_the_same_points_with_its_course_overview(app):
+    """The client's page takes its points from the signed measures its course overview
+    reads (``overview.course_overviews``): the same points, in the same order, as the
+    definition gives them, without a statement of their own."""
+    from kaptools.overview import course_overviews
+
+    with app.app_context():
+        load_demo()
+        get_registry().scored.clear()
+        ids = list(db.session.scalars(select(Course.id)))
+        overviews = course_overviews(ids)
+        signed = [m for course in overviews.values() for m in course.measures]
+        assert outcomes.outcome_points(signed) == reference(ids)
+        assert sum(map(len, reference(ids).values())) >= 6
+        # Each measure once, and the sessions' note counts as before: every note counted.
+        assert len({m.id for m in signed}) == len(signed)
+        assert sum(sum(o.notes.values()) for o in overviews.values()) == db.session.scalar(
+            select(db.func.count(Note.id)).join(TherapySession)
+            .where(TherapySession.course_id.in_(ids), Note.discarded_at.is_(None),
+                   TherapySession.discarded_at.is_(None)))
