@@ -73,17 +73,13 @@ class Scope:
         )
         return _one_or_404(query)
 
-    def note_rows(self, statements: dict[str, Select], note_id: int) -> list:
-        """The rows of ``statements`` (made by ``note_statements``) for this note: each the
-        note, then the columns asked for (one row, or one per row of anything joined in);
-        404 unless the user may see the note."""
-        return self.rows(statements, note_id)
-
     def rows(self, statements: dict[str, Select], object_id: int, unique: bool = False
              ) -> list:
         """The rows of ``statements`` (built by ``by_role``, with an ``object_id``
-        parameter) for this object; 404 unless the user may see it. ``unique``: a
-        collection is joined in, so an object comes on several rows."""
+        parameter) for this object; 404 unless the user may see it. For a note's
+        statements (``note_statements``): each row the note, then the columns asked for
+        (one row, or one per row of anything joined in). ``unique``: a collection is
+        joined in, so an object comes on several rows."""
         if (prepared := self.prepared(statements)) is None:
             abort(404)  # no client is visible to an administrator or a deactivated account
         result = db.session.execute(prepared[0], {**prepared[1], "object_id": object_id})
@@ -172,7 +168,7 @@ CLIENT_WITH_COURSES = {role: query.options(*_WITH_COURSES) for role, query in _C
 def note_statements(*columns) -> dict[str, Select]:
     """The scoped lookup of one note (with its session, course and client), and
     ``columns`` worked out in the same statement, built once for each role (see
-    ``Scope.note_rows``). A column may use the ``scope_user`` parameter. The statement
+    ``Scope.rows``). A column may use the ``scope_user`` parameter. The statement
     starts from the note explicitly, so that a table joined in later (``notes.note_page``)
     leaves no doubt which side the session is joined from."""
     return by_role(lambda visible: (

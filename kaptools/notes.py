@@ -149,7 +149,7 @@ _NOTE_PAGE = {role: _with_supervision(statement) for role, statement in note_sta
 
 def note_page(scope: Scope, note_id: int) -> NotePage:
     """The note ``note_id`` for its page, in one statement (404 unless visible)."""
-    rows = scope.note_rows(_NOTE_PAGE, note_id)
+    rows = scope.rows(_NOTE_PAGE, note_id)
     note, private, has_addenda, cosigned, reviewed, autosaved = rows[0][:6]
     if not has_addenda and "addenda" in inspect(note).unloaded:
         set_committed_value(note, "addenda", [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, true
 
@@ -73,19 +74,6 @@ def _open_flags_query(of_clients) -> Select:
             .order_by(RiskSignal.client_id, RiskSignal.id.desc()))
 
 
-@dataclass(frozen=True)
-class _FlagRow:
-    """A row of ``_open_flags_query``, read from columns of another statement."""
-
-    client_id: int
-    code: str
-    label: str
-    at: datetime
-    note_id: int
-    modality: str
-    followed: datetime | None
-
-
 def _flags(rows) -> dict[int, RiskFlag]:
     from .modality import get_registry
 
@@ -124,13 +112,18 @@ def flag_for(client: Client) -> RiskFlag | None:
     return _flags(db.session.execute(_OF_CLIENT, {"client": client.id})).get(client.id)
 
 
+# The client's open flag (the latest raise), one row or none; ``object_id`` is the client.
+_FLAG_OF_OBJECT = _open_flags_query(RiskSignal.client_id == bindparam("object_id")).limit(1) \
+    .subquery()
+_FLAG_COLUMNS = [column.name for column in _FLAG_OF_OBJECT.c]
+
+
 def _with_flag(client_statement: Select) -> Select:
     """``client_statement`` (one client, its id the ``object_id`` parameter) with the
     client's open flag, if any, as columns ``flag_…`` of the same row."""
-    flag = _open_flags_query(RiskSignal.client_id == bindparam("object_id")).limit(1).subquery()
-    return (client_statement.add_columns(*(column.label(f"flag_{column.name}")
-                                           for column in flag.c))
-            .outerjoin(flag, true()))
+    return (client_statement.add_columns(*(_FLAG_OF_OBJECT.c[name].label(f"flag_{name}")
+                                           for name in _FLAG_COLUMNS))
+            .outerjoin(_FLAG_OF_OBJECT, true()))
 
 
 # Built once for each role: the client's page, its first statement.
@@ -146,9 +139,8 @@ def client_with_courses_and_flag(scope: Scope, client_id: int
     client = row[0]
     if row.flag_client_id is None:
         return client, None
-    return client, _flags([_FlagRow(row.flag_client_id, row.flag_code, row.flag_label,
-                                    row.flag_at, row.flag_note_id, row.flag_modality,
-                                    row.flag_followed)])[client.id]
+    flag = SimpleNamespace(**{name: getattr(row, f"flag_{name}") for name in _FLAG_COLUMNS})
+    return client, _flags([flag])[client.id]
 
 
 def missing_before_signing(note: Note, template: Template) -> list[str]:
