@@ -311,3 +311,51 @@ def test_the_research_export_list_counts_in_words_that_agree(app_factory):
         db.session.commit()
     page = signed_in(app, "admin").get("/admin/exports/research").get_data(as_text=True)
     assert "5 notes of 1 template" in page and "5 notes of 1 templates" not in page
+
+
+# Every way a template says words, in an escaping page and (``{% autoescape false %}``) not.
+TEMPLATE_WORDS = [
+    '{{ _("Sign out") }}',
+    '{{ gettext("Clients") }}',
+    '{{ _("Nothing here") }}',
+    '{{ _("100%% certain") }}',
+    '{{ _("Signed by %(name)s", name=who) }}',
+    '{% trans %}Sign out{% endtrans %}',
+    '{% trans name=who %}Signed by {{ name }}{% endtrans %}',
+    '{% trans n=3 %}{{ n }} note{% pluralize %}{{ n }} notes{% endtrans %}',
+    '{{ _(\'Say "%(what)s"\', what=who) }}',
+]
+
+
+def _as_jinja_says(catalogue, source: str) -> str:
+    """What Jinja's own "new style" gettext makes of ``source`` with ``catalogue``."""
+    env = Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
+    env.install_gettext_callables(gettext=catalogue.ugettext, ngettext=catalogue.ungettext,
+                                  newstyle=True)
+    return env.from_string(source).render(who="<b>Rowan & Co</b>")
+
+
+@pytest.mark.parametrize("source", TEMPLATE_WORDS + [
+    "{% autoescape false %}" + s + "{% endautoescape %}" for s in TEMPLATE_WORDS])
+def test_pages_say_their_words_as_jinja_would_in_each_clinic_language(app_factory, german,
+                                                                      source):
+    """kaptools' own template gettext (made once per message and catalogue) says what
+    Jinja's does: translated, ``%%`` as ``%``, what is filled in escaped on a page; and one
+    clinic's words never show in another's, in the same process."""
+    from flask_babel import get_translations
+
+    english = app_factory()
+    deutsch = app_factory(CLINIC_LOCALE="de", BABEL_TRANSLATION_DIRECTORIES=str(german))
+    said = {}
+    for name, app in [("en", english), ("de", deutsch), ("en again", english)]:
+        with app.test_request_context():
+            page = app.jinja_env.from_string(source).render(who="<b>Rowan & Co</b>")
+            assert page == _as_jinja_says(get_translations(), source)
+            said[name] = page
+    assert said["en"] == said["en again"]
+    if "Sign out" in source:
+        assert said["en"] == "Sign out" and said["de"] == "Abmelden"
+    if "Rowan" in said["en"]:
+        escaping = "autoescape false" not in source
+        assert ("&lt;b&gt;Rowan &amp; Co" in said["en"]) is escaping
+        assert ("<b>Rowan & Co</b>" in said["en"]) is not escaping

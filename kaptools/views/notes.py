@@ -147,7 +147,8 @@ def _editor(found: Note, template, form, editor_id: str, status: int = 200,
     ``reviewed``: False when the note is known never to have been sent for review;
     ``relationships``: the author's supervision, when already read with the note."""
     prepare_editor(form)
-    page.setdefault("scores", compute_scores(template, collect(form)[0]))
+    if "scores" not in page:  # the live totals (the form's answers are read only for them)
+        page["scores"] = compute_scores(template, collect(form)[0]) if template.scores else []
     return render_template(
         "notes/edit.html", note=found, template=template, form=form, editor_id=editor_id,
         carry_token=carry_token(current_user.id, url_for(".note", note_id=found.id)),
@@ -322,13 +323,15 @@ def _show(found: Note, template, status: int = 200, page: notes.NotePage | None 
     """The reading view of a note (``page``: the note as ``notes.note_page`` read it, with
     what else it has; without it, each is asked for)."""
     page = page or notes.page_of(found, current_user)
-    forms.setdefault("addendum_form", AddendumForm(formdata=None))
-    forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
+    is_author = found.author_id == current_user.id
+    if is_author and found.state == NoteState.SIGNED:  # the only reader shown these forms
+        forms.setdefault("addendum_form", AddendumForm(formdata=None))
+        forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
     notes.load_addenda(found)
     return shown_and_recorded(render_template(
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=page.private, scores=compute_scores(template, found.answers),
-        hash_check=notes.verify_hash(found), is_author=found.author_id == current_user.id,
+        hash_check=notes.verify_hash(found), is_author=is_author,
         cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"]
         if page.cosigned else [],
         saved_editor=session.pop("saved_editor", None), **forms,
