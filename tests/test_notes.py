@@ -168,6 +168,30 @@ def test_addendum_on_a_signed_note(app, maya, world):
     assert "Client clarified item 4 afterwards." in page
 
 
+def test_only_the_author_of_a_signed_note_is_offered_an_addendum_or_entered_in_error(
+        app, maya, world, make_browser):
+    template = REGISTRY.latest("gad-7")
+    url = new_note(maya, world["integration"], "gad-7")
+    offers = (f'action="{url}/addenda"', f'action="{url}/entered-in-error"',
+              "Mark this note as entered in error")
+
+    def offered(resp, status: int = 200) -> list[bool]:
+        assert resp.status_code == status
+        page = resp.get_data(as_text=True)
+        assert "Signed by" in page
+        return [offer in page for offer in offers]
+
+    maya.post(url, form_payload(template, template.sample, action="sign"))
+    assert offered(maya.get(url)) == [True] * 3
+    # An empty addendum comes back with its message, the offers still there.
+    assert offered(maya.post(url + "/addenda", {"body": "   "}), 422) == [True] * 3
+    ruth = make_browser()
+    ruth.login("ruth", factories.PASSWORD)
+    assert offered(ruth.get(url)) == [False] * 3
+    maya.post(url + "/entered-in-error", {"reason": "Synthetic: wrong client."})
+    assert offered(maya.get(url)) == [False] * 3
+
+
 def test_two_tabs_get_a_conflict_view_and_nothing_is_overwritten(app, maya, world):
     template = REGISTRY.latest("cbt-thought-record")
     url = new_note(maya, world["integration"], "cbt-thought-record")

@@ -324,7 +324,10 @@ def _show(found: Note, template, status: int = 200, page: notes.NotePage | None 
     what else it has; without it, each is asked for)."""
     page = page or notes.page_of(found, current_user)
     is_author = found.author_id == current_user.id
-    if is_author and found.state == NoteState.SIGNED:  # the only reader shown these forms
+    # The author of a signed note is the one reader offered an addendum or "entered in
+    # error"; the template draws both forms under this flag alone.
+    amendable = is_author and found.state == NoteState.SIGNED
+    if amendable:
         forms.setdefault("addendum_form", AddendumForm(formdata=None))
         forms.setdefault("error_form", EnteredInErrorForm(formdata=None))
     notes.load_addenda(found)
@@ -332,6 +335,7 @@ def _show(found: Note, template, status: int = 200, page: notes.NotePage | None 
         "notes/show.html", note=found, template=template, answers=found.answers,
         private=page.private, scores=compute_scores(template, found.answers),
         hash_check=notes.verify_hash(found), is_author=is_author,
+        amendable=amendable,
         cosignatures=[s for s in notes.signatures(found) if s.kind == "cosign"]
         if page.cosigned else [],
         saved_editor=session.pop("saved_editor", None), **forms,
