@@ -574,6 +574,56 @@ def test_render_children_do_not_each_import_the_programs_main_module(tmp_path):
     assert len(importers) == 2, importers
 
 
+# A script that renders with no ``if __name__ == "__main__":`` guard. Each process that
+# runs it notes how deeply it is nested; past NESTING_STOP it stops itself at once (so
+# the test ends even where the script would run again and again without end).
+UNGUARDED_SCRIPT = """
+import os, time
+depth = int(os.environ.get("KT_DEPTH", "0"))
+with open(os.environ["KT_IMPORTED"], "a") as marks:
+    marks.write(f"{depth} {os.getpid()}\\n")
+if depth >= int(os.environ["KT_NESTING_STOP"]):
+    os._exit(0)
+os.environ["KT_DEPTH"] = str(depth + 1)
+from kaptools.rendering.engine import Limits, PartJob, render_parts
+limits = Limits(seconds=60, memory_mb=1536, processes=2, max_pages=100)
+render_parts([PartJob("1", "<!doctype html><title>t</title><p>1</p>")], limits,
+             time.monotonic() + 60, lambda key, pdf, n: None)
+print("rendered")
+"""
+
+
+def test_a_script_that_renders_without_a_main_guard_is_told_so_and_forks_no_further(
+        tmp_path):
+    """A script that renders with no main guard was run again by the fork server of its
+    render children (to spare each child importing it); there it rendered too, starting
+    a fork server of its own, which ran the script again: processes without end, until
+    the machine's memory was gone (seen: 535 processes and 24 GiB in 25 minutes).
+    Python's own rule for such a script holds in the fork server as in its children: it
+    may not start processes while it is being imported, and the error says why."""
+    script, marks = tmp_path / "unguarded.py", tmp_path / "imported.txt"
+    script.write_text(UNGUARDED_SCRIPT)
+    env = {**os.environ, "KT_IMPORTED": str(marks), "KT_NESTING_STOP": "3",
+           "PYTHONPATH": str(ROOT)}
+    env.pop("KT_DEPTH", None)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        try:  # whatever it started, ended with it
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+    depths = sorted(int(line.split()[0]) for line in marks.read_text().splitlines())
+    # The script itself (0), its fork server (1), whose import stops at the render, and
+    # the render children, each stopped the same way (2): no fork server of a fork server.
+    assert max(depths) <= 2, depths
+    assert depths.count(1) == 1, depths
+    assert proc.returncode != 0 and "rendered" not in out
+    assert "if __name__ == '__main__':" in err, err[-3000:]
+
+
 def test_parts_are_handed_to_the_children_as_they_are_made(app):
     """render_parts takes parts as they are made (a summary's print HTML is rendered part
     by part while the children lay out the first): every part is laid out; when making

@@ -21,12 +21,19 @@ def _run_main_script_once() -> None:
     first part (about 0.6 s of CPU, and the memory)."""
     path = os.environ.get(MAIN_PATH_ENV)
     if path:
-        from multiprocessing import spawn
+        from multiprocessing import process, spawn
 
+        # As in a child: a script that would start processes while it is imported (no
+        # ``if __name__ == "__main__":`` guard) is stopped by multiprocessing's own check,
+        # with its message. Without it, the script rendered here too, with a fork server
+        # of its own that ran the script again, and so on until memory ran out.
+        process.current_process()._inheriting = True
         try:
             spawn.import_main_path(path)
         except Exception:  # each child then runs it itself, as without this
             pass
+        finally:
+            del process.current_process()._inheriting
 
 
 _run_main_script_once()
