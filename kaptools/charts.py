@@ -88,7 +88,45 @@ def _render(fig) -> bytes:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "kaptools",
                                 "svg.id": None}):
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
-    return out.getvalue()
+    return _without_bare_groups(out.getvalue())
+
+
+SVG_NS, XLINK_NS = "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"
+# The ids matplotlib gives the groups it wraps every artist in (figure_1, line2d_12,
+# xtick_3, matplotlib.axis_1...); ours (set_gid: "points-phq-9") always have a hyphen.
+_MATPLOTLIB_ID = re.compile(r"[A-Za-z0-9.]+_[0-9]+", re.ASCII)
+
+
+def _without_bare_groups(svg: bytes) -> bytes:
+    """The SVG with matplotlib's bare groups (a <g> with nothing but its own id, which no
+    reference names) replaced by what they hold. They were a third or more of a chart's
+    elements, and the PDF's layout engine draws each element in Python, a group costing
+    about as much as a shape. Nothing drawn changes (the printed pages are the same to the
+    pixel)."""
+    from xml.etree import ElementTree as ET
+
+    group = f"{{{SVG_NS}}}g"
+    root = ET.fromstring(svg)
+
+    def flatten(parent) -> None:
+        kept = []
+        for child in parent:
+            flatten(child)
+            if child.tag == group and child.attrib.keys() == {"id"} and \
+                    _MATPLOTLIB_ID.fullmatch(child.get("id")):
+                kept.extend(child)
+            else:
+                kept.append(child)
+        parent[:] = kept
+
+    flatten(root)
+    # Written as matplotlib wrote it: SVG the default namespace, "xlink" for links (not
+    # ElementTree's ns0 and ns1; its default_namespace option refuses the unprefixed
+    # attributes every SVG has). The prefixes are process-wide; nothing else here writes
+    # XML with ElementTree.
+    ET.register_namespace("", SVG_NS)
+    ET.register_namespace("xlink", XLINK_NS)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def _style_axes(ax) -> None:
@@ -158,8 +196,15 @@ def _outcome_chart(series: list[Series], dosing_days: list[date],
                     ax.text(1.01, (lo + hi) / 2, band.label, transform=ax.get_yaxis_transform(),
                             ha="left", va="center", fontsize=FONT_PT, color=MUTED,
                             clip_on=False)
-            for day in dosing_days:
-                ax.axvline(day, color="#c98a2b", lw=0.8, ls=(0, (2, 2)), zorder=1)
+            # Every dosing day's dotted line in one path (a line each was 33 elements more
+            # to draw in a long course), from the bottom of the panel to its top.
+            if dosing_days:
+                xs, ys = [], []
+                for day in mdates.date2num(dosing_days):
+                    xs += [day, day, float("nan")]
+                    ys += [0, 1, float("nan")]
+                ax.plot(xs, ys, transform=ax.get_xaxis_transform(), color="#c98a2b", lw=0.8,
+                        ls=(0, (2, 2)), zorder=1, gid=f"dosing-days-{key}")
             ax.plot([day for day in dosing_days], [s.max_total] * len(dosing_days),
                     ls="none", marker="v", ms=7, color="#c98a2b", clip_on=False, zorder=4,
                     gid=f"dosing-{key}")

@@ -84,6 +84,33 @@ def test_outcome_chart_spaces_points_by_days_and_spans_the_whole_range(app):
     assert "cut-offs at 5, 10, 15, 20" in chart.alt
 
 
+def test_a_long_course_chart_draws_its_dosing_days_in_one_path_and_no_bare_groups(app):
+    """A 33-dosing course: each dosing day's dotted line stands at its triangle, all of
+    them in one path, and matplotlib's bare wrapper groups (a third of the elements a PDF
+    renderer must draw, drawing nothing) are gone; every group left draws or is named."""
+    with app.app_context():
+        start = date(2026, 1, 5)
+        dosing_days = [start + timedelta(days=3 * i) for i in range(33)]
+        series = charts.Series("PHQ-9", 27, outcomes.scale("PHQ-9")[1],
+                               tuple((d - timedelta(days=1), 10 + i % 5)
+                                     for i, d in enumerate(dosing_days)))
+        chart = charts.outcome_chart([series], dosing_days, start, dosing_days[-1])
+    root = ET.fromstring(chart.svg)
+    triangles = [x for x, _ in markers(root, "dosing-phq-9")]
+    assert len(triangles) == 33
+    lines = path_numbers(_group(root, "dosing-days-phq-9"))
+    assert len(lines) == 33 and len(list(_group(root, "dosing-days-phq-9").iter(
+        f"{SVG}path"))) == 1
+    top, bottom = y_extent(root, "plot-phq-9")
+    for (a, b), x in zip(lines, triangles, strict=True):
+        assert a[0] == pytest.approx(x) and b[0] == pytest.approx(x)  # upright, at the day
+        assert sorted((a[1], b[1])) == pytest.approx([top, bottom])  # across the panel
+    bare = [g.get("id") for g in root.iter(f"{SVG}g") if set(g.attrib) <= {"id"} and
+            "-" not in (g.get("id") or "-")]
+    assert bare == []
+    assert len(list(root.iter())) < 300  # was 470 elements
+
+
 def test_each_instrument_gets_its_own_axis_over_its_own_range(app):
     with app.app_context():
         days = [date(2026, 1, 5) + timedelta(days=d) for d in (0, 9, 30)]

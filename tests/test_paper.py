@@ -123,3 +123,68 @@ def test_an_assembled_document_carries_its_content_hash_in_its_metadata(demo_app
     # On the pages, in groups of four that a reader can compare by eye.
     grouped = " ".join(doc.content_hash[i:i + 4] for i in range(0, 64, 4))
     assert grouped[:24] in texts(pdf)[0]
+
+
+def _laid_out(html: str):
+    """Print HTML laid out as the render children lay it out (print.css included)."""
+    from kaptools.rendering import weasy
+
+    return weasy._html_class()(string=html, base_url=weasy.BASE_URL,
+                               url_fetcher=weasy.static_only_fetcher()).render(
+        font_config=weasy.font_config())
+
+
+def _boxes_of(document, css_class: str) -> list:
+    """The boxes an element of ``css_class`` made (not its lines and text)."""
+    from weasyprint.formatting_structure import boxes
+
+    found = []
+    for page in document.pages:
+        for box in page._page_box.descendants():
+            element = getattr(box, "element", None)
+            if element is not None and css_class in (element.get("class") or "").split() \
+                    and not isinstance(box, (boxes.LineBox, boxes.InlineLevelBox)):
+                found.append(box)
+    return found
+
+
+def test_an_answer_sits_beside_its_label_and_the_next_starts_below_both(app):
+    """The reading view on paper: each label in a column of its own (a third of the width),
+    its answer beside it from the same line, and the next answer below whichever of the
+    two is longer. Laid out as a float beside a block, not as a one-row table per answer
+    (which cost a note's layout about twice as much, for the same page)."""
+    from weasyprint.formatting_structure import boxes
+
+    long_label = "A question asked at some length, so that it needs three lines " * 2
+    field = ('<div class="view-field"><div class="view-label">{}</div>'
+             '<div class="view-value">{}</div></div>')
+    html = ('<!doctype html><html lang="en"><head><title>t</title>'
+            '<link rel="stylesheet" href="/static/css/print.css"></head><body class="summary">'
+            '<section class="view-section">' +
+            field.format(long_label, "Yes") +
+            field.format("Short", "<p>" + "An answer that runs over several lines. " * 12 +
+                         "</p>") +
+            field.format("Last", "No") + '</section></body></html>')
+    with app.app_context():
+        document = _laid_out(html)
+    fields = _boxes_of(document, "view-field")
+    labels, values = _boxes_of(document, "view-label"), _boxes_of(document, "view-value")
+    assert len(fields) == len(labels) == len(values) == 3
+    assert not any(isinstance(b, (boxes.TableBox, boxes.TableCellBox))
+                   for b in fields + labels + values)
+    for f, label, value in zip(fields, labels, values, strict=True):
+        assert label.position_y == pytest.approx(value.position_y)  # from the same line
+        assert label.border_box_x() == pytest.approx(f.content_box_x())
+        # The answer column starts where the label column ends: 34 % and the 6 pt gap.
+        assert value.border_box_x() == pytest.approx(
+            f.content_box_x() + 0.34 * f.width + 8, abs=0.01)
+        assert value.border_box_x() + value.border_width() == pytest.approx(
+            f.content_box_x() + f.width)
+        # The field holds both: the next one starts below the longer of the two.
+        bottom = f.position_y + f.margin_height()
+        assert bottom >= label.position_y + label.margin_height() - 0.01
+        assert bottom >= value.position_y + value.margin_height() - 0.01
+    assert labels[0].height > 2 * values[0].height  # the label is the longer here...
+    assert fields[1].position_y >= labels[0].position_y + labels[0].margin_height() - 0.01
+    assert values[1].height > 2 * labels[1].height  # ...and the answer here
+    assert fields[2].position_y >= values[1].position_y + values[1].margin_height() - 0.01

@@ -527,6 +527,49 @@ def test_font_subsetting_parses_no_c_declaration_per_glyph_count(app, monkeypatc
         assert font_programs(wrapped) == font_programs(unwrapped)
 
 
+def test_the_html_parser_makes_each_run_pattern_once_and_parses_the_same(app, monkeypatch):
+    """The HTML parser reads runs of text and attribute values with patterns it means to
+    make once, but its cache never answered (it filed each pattern under the pattern):
+    every run made its pattern again. With the layout engine prepared, a second parse of
+    a print page makes no pattern at all, and every document parses to the same tree as
+    with the parser's own cache."""
+    import xml.etree.ElementTree as ET
+
+    import tinyhtml5
+    from tinyhtml5 import inputstream
+
+    from kaptools.rendering import weasy
+
+    weasy.prepare_layout()
+    page = ("<!doctype html><html lang='en'><head><title>t</title>"
+            "<link rel='stylesheet' href='/static/css/print.css'></head><body class=summary>"
+            "<div class='view-field' id=\"f-1\"><div class=view-label>Label &amp; more</div>"
+            "<div class=view-value><p>Text &lt;not a tag&gt; with\u00a0spaces, "
+            "<em>emphasis</em> and an &#x2013; entity.</p></div></div>"
+            "<table><tr><th scope=col>#</th><td data-x=`unquoted`>1</td></tr></table>"
+            "<!-- a comment --><pre>  kept\n  as is</pre></body></html>")
+    tinyhtml5.parse(page, namespace_html_elements=False)  # makes each pattern once
+
+    made: list[str] = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(re, name)
+
+        def compile(self, pattern, *args):
+            made.append(pattern)
+            return re.compile(pattern, *args)
+
+    monkeypatch.setattr(inputstream, "re", Spy())
+    ours = tinyhtml5.parse(page, namespace_html_elements=False)
+    assert made == []
+    monkeypatch.setattr(inputstream, "characters_until_regex", {})  # the parser's own
+    theirs = tinyhtml5.parse(page, namespace_html_elements=False)
+    assert made  # which makes patterns at every run
+    assert ET.tostring(ours) == ET.tostring(theirs)
+    assert "kept\n  as is" in ET.tostring(ours, encoding="unicode")
+
+
 def test_render_children_warm_up_with_a_part_like_a_real_one(app):
     """A render child lays out a session-shaped part, tagged and made ready to be joined,
     before the first real part arrives: what a first layout loads once per process is
