@@ -667,6 +667,82 @@ def test_a_script_that_renders_without_a_main_guard_is_told_so_and_forks_no_furt
     assert "if __name__ == '__main__':" in err, err[-3000:]
 
 
+GUARDED_SCRIPT = """
+import time
+from kaptools.rendering.engine import Limits, PartJob, render_parts
+if __name__ == "__main__":
+    limits = Limits(seconds=60, memory_mb=1536, processes=2, max_pages=100)
+    render_parts([PartJob("1", "<!doctype html><title>t</title><p>1</p>")], limits,
+                 time.monotonic() + 60, lambda key, pdf, n: None)
+    print("rendered", flush=True)
+    time.sleep(600)
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, wanted = [], [pid]
+    while wanted:
+        below = [child for child, parent in parents.items() if parent in wanted]
+        found += below
+        wanted = below
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def test_render_processes_end_when_the_process_that_started_them_is_killed(tmp_path):
+    """A web or worker process stopped hard (SIGKILL, the out-of-memory killer, a service
+    manager's SIGTERM to a process that does not catch it) left its render processes
+    behind for good: each child held the fork server's "alive" pipe open, so the server
+    never saw its starter go, and the children waited on it (seen: a stopped demo's three
+    processes, 300 MiB, still there half an hour later). Now they all end with it."""
+    script = tmp_path / "renders_and_waits.py"
+    script.write_text(GUARDED_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "rendered"
+        started = _descendants(proc.pid)
+        assert len(started) >= 3  # the fork server and its two render children at least
+        os.kill(proc.pid, 9)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        left = [pid for pid in started if _running(pid)]
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = [pid for pid in started if _running(pid)]
+        assert left == [], [Path(f"/proc/{pid}/cmdline").read_text()[:120] for pid in left]
+    finally:
+        for pid in [proc.pid] + _descendants(proc.pid):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        proc.stdout.close()
+
+
 def test_parts_are_handed_to_the_children_as_they_are_made(app):
     """render_parts takes parts as they are made (a summary's print HTML is rendered part
     by part while the children lay out the first): every part is laid out; when making

@@ -79,6 +79,38 @@ BROWN FOX JUMPS OVER THE LAZY DOG, 0123456789 (%/+-=:?!).</p></div></div>
 <div class="handout"><h2>Ii</h2><p class="quote">Jj</p></div></body></html>"""
 
 
+def end_with_server() -> None:
+    """Let the fork server end with the process that started it, and end with the server.
+
+    Every child of a fork server is handed the server's "alive" pipe (for children that
+    start processes of their own; a render child never does). Held open here, it kept
+    the server from ever seeing its starter go: a web or worker process stopped hard
+    (killed, or stopped by a signal it does not catch) left its server and children
+    behind for good, waiting on each other. Closed here, the server ends when its
+    starter does; and this child, having asked the kernel for a signal when its parent
+    ends (Linux), ends with the server."""
+    parent = os.getppid()
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        if getattr(server, "_forkserver_alive_fd", None) is not None:
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_alive_fd = None
+    except (ImportError, AttributeError, OSError):
+        pass
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the server ends, this child waits
+        pass
+    if os.getppid() != parent:  # the server ended before the kernel was asked
+        os._exit(0)
+
+
 def limit_self(memory_mb: int) -> None:
     """Cap this process's address space, yield the CPU to web requests, warm up."""
     limit = int(memory_mb) * 1024 * 1024

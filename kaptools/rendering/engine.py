@@ -276,6 +276,7 @@ def _collect(pending: dict, limits: Limits, deadline: float, done) -> None:
 def _child_start(memory_mb: int) -> None:
     from . import child
 
+    child.end_with_server()
     child.limit_self(memory_mb)
 
 
