@@ -18,7 +18,14 @@ from kaptools import documents
 from kaptools.demo import load_demo
 from kaptools.extensions import db
 from kaptools.models import Course
-from kaptools.rendering.assemble import PREPARED, assemble, prepare_part
+from kaptools.rendering.assemble import (
+    PREPARED,
+    _detach,
+    _elements,
+    _prefix_ids,
+    _top_level,
+    assemble,
+)
 from kaptools.rendering.weasy import html_to_pdf
 
 
@@ -66,9 +73,10 @@ def test_joined_parts_keep_one_structure_tree_in_page_order(how):
                          '</a></p>'),
              PART.format('<h2>Second</h2><p>middle</p>'),
              PART.format('<h2 id="third">Third</h2><p>end</p>')]
-    parts = [html_to_pdf(h, pdf_ua=True) for h in htmls]
-    if how != "as laid out":
-        parts = [prepare_part(p, f"k{i}-") for i, p in enumerate(parts)]
+    prepared = how != "as laid out"
+    parts = [html_to_pdf(h, pdf_ua=True, join_prefix=f"k{i}-" if prepared else None)
+             for i, h in enumerate(htmls)]
+    if prepared:
         for part in parts:  # what joining needs travels with the stored part
             with pikepdf.open(io.BytesIO(part)) as opened:
                 assert PREPARED in opened.Root.StructTreeRoot
@@ -107,3 +115,43 @@ def test_joined_parts_keep_one_structure_tree_in_page_order(how):
     last = len(parts) - 1
     assert link.A.S == pikepdf.Name.GoTo and link.A.D[0].objgen == pdf.pages[last].obj.objgen
     assert str(link.Contents) == f"Go to page {last + 1}"
+
+
+def test_a_part_prepared_as_it_is_written_is_what_joining_it_unprepared_would_make():
+    """A render child prepares a part for joining on its objects just before they are
+    written; ``Assembly.add`` prepares a part stored without it by walking its structure
+    tree. Both must detach the same elements and give the same IDs and /Headers."""
+    html = PART.format('<h1>Title</h1><ul><li>one</li><li>two</li></ul><table><tr>'
+                       '<th scope="row">Row</th><td>x</td></tr></table>')
+
+    def summary(pdf: pikepdf.Pdf, detached) -> tuple:
+        def describe(element):
+            return (str(element.S), str(element.get("/ID", "")),
+                    tuple(str(h) for a in ([element.A] if "/A" in element else [])
+                          if isinstance(a, pikepdf.Dictionary) and "/Headers" in a
+                          for h in a.Headers))
+        elements = [o for o in pdf.objects
+                    if isinstance(o, pikepdf.Dictionary) and o.get("/Type") == "/StructElem"]
+        return (sorted(describe(e) for e in detached), sorted(describe(e) for e in elements),
+                sorted(str(e.S) for e in elements if "/P" not in e))
+
+    with pikepdf.open(io.BytesIO(html_to_pdf(html, pdf_ua=True, join_prefix="k7-"))) as ready:
+        join = ready.Root.StructTreeRoot[PREPARED]
+        assert str(join.Prefix) == "k7-"
+        as_written = summary(ready, list(join.Detached))
+    with pikepdf.open(io.BytesIO(html_to_pdf(html, pdf_ua=True))) as plain:
+        tree = plain.Root.StructTreeRoot
+        assert PREPARED not in tree
+        kids, entries, tops = _top_level(tree)
+        elements = _elements(kids, entries)
+        detached = _detach(elements, tops)
+        _prefix_ids(elements, "k7-")
+        walked = summary(plain, detached)
+    assert as_written == walked
+    detached_tags, all_tags, parentless = as_written
+    assert len(detached_tags) >= 4  # the heading, the list, two tables (and the running head)
+    assert sum(1 for _s, i, _h in all_tags if i) == 3  # three header cells...
+    assert all(i.startswith("k7-") for _s, i, _h in all_tags if i)  # ...each prefixed
+    assert all(h.startswith("k7-") for _s, _i, hs in all_tags for h in hs)
+    assert {h for _s, _i, hs in all_tags for h in hs} == {i for _s, i, _h in all_tags if i}
+    assert sorted(parentless) == sorted(t[0] for t in detached_tags)  # only those lost /P

@@ -8,9 +8,10 @@ page count or the document around it changes.
 
 The work is split so that little of it waits on anything else:
 
-- ``prepare_part`` runs where a part is laid out (in a render child, beside the other
-  parts): it walks the part's structure tree once and stores what joining needs with the
-  part, so a stored part is never walked again;
+- ``prepare_for_joining`` runs where a part is laid out (in a render child, beside the
+  other parts, as the part is written): it goes through the part's structure elements
+  once and stores what joining needs with the part, so a stored part is never walked
+  again;
 - ``Assembly`` joins the parts one by one as they are laid out (each as soon as it and
   those before it are), while the children lay out the rest; ``finish`` lays the page
   furniture (laid out once for the document, beside its parts) and the page numbers
@@ -30,7 +31,7 @@ from pikepdf import Array, Dictionary, Name, NameTree, NumberTree, OutlineItem, 
 if TYPE_CHECKING:
     from .numbers import Numbers
 
-# What ``prepare_part`` leaves in a part's StructTreeRoot: the prefix its element IDs
+# What ``prepare_for_joining`` leaves in a part's StructTreeRoot: the prefix its element IDs
 # carry, and its elements whose parent was the part's own root or Document (detached
 # from it, to be hung under the whole document's Document element). A private key of
 # stored parts; it is never copied into an assembled document.
@@ -159,25 +160,46 @@ class Assembly:
         self.sources = []
 
 
-def prepare_part(data: bytes, prefix: str) -> bytes:
-    """A tagged part made ready to be joined, where it was laid out: its element IDs
+def prepare_for_joining(pdf, prefix: str) -> None:
+    """Make a tagged part ready to be joined, where it is laid out and before it is
+    written (a WeasyPrint ``finisher``: ``pdf`` is its pydyf document): its element IDs
     (table headers) and the /Headers that name them carry ``prefix`` (unique to the part:
     each part numbers its own IDs from scratch), and the elements whose parent is the
-    part's own root or Document are detached from it and listed (see ``PREPARED``).
-    An untagged part comes back as it was."""
-    with Pdf.open(io.BytesIO(data)) as source:
-        if "/StructTreeRoot" not in source.Root:
-            return data
-        tree = source.Root.StructTreeRoot
-        kids, entries, tops = _top_level(tree)
-        elements = _elements(kids, entries)
-        detached = _detach(elements, tops)
-        _prefix_ids(elements, prefix)
-        tree[PREPARED] = Dictionary(Prefix=pikepdf.String(prefix), Detached=Array(detached))
-        buffer = io.BytesIO()
-        # The same part laid out twice is stored as the same bytes, its metadata as written.
-        source.save(buffer, fix_metadata_version=False, deterministic_id=True)
-        return buffer.getvalue()
+    part's own root or Document are detached from it and listed (see ``PREPARED``), as
+    ``Assembly.add`` does for a part that was not prepared. Done on the objects as they
+    are about to be written, not by reading the written part back and writing it again
+    (which took about a twentieth of a part's time). An untagged part is left as it is."""
+    import pydyf  # here: only render children write parts
+
+    catalog_root = pdf.catalog.get("StructTreeRoot")
+    if catalog_root is None:
+        return
+    objects = pdf.objects
+
+    def resolved(reference):
+        return objects[int(reference.split()[0])]
+
+    root = resolved(catalog_root)
+    top = root["K"] if isinstance(root["K"], list) else [root["K"]]
+    tops = {root.reference, *top}  # the root and the elements right under it
+    detached = []
+    for element in objects:
+        if not isinstance(element, dict) or element.get("Type") != "/StructElem":
+            continue
+        if element.get("P") in tops and element.reference not in tops:
+            del element["P"]
+            detached.append(element.reference)
+        if "ID" in element:
+            element["ID"] = pydyf.String(prefix + str(element["ID"].string))
+        attributes = element.get("A")
+        for attribute in attributes if isinstance(attributes, list) else [attributes]:
+            if isinstance(attribute, dict) and "Headers" in attribute:
+                headers = attribute["Headers"]
+                attribute["Headers"] = pydyf.Array([
+                    pydyf.String(prefix + str(h.string))
+                    for h in (headers if isinstance(headers, list) else [headers])])
+    root[PREPARED[1:]] = pydyf.Dictionary({"Prefix": pydyf.String(prefix),
+                                           "Detached": pydyf.Array(detached)})
 
 
 class _Structure:
@@ -345,7 +367,7 @@ GOTO_SCHEME = "kaptools-goto:"
 
 
 def _resolve_links(out: Pdf, placed: list[tuple[Pdf, int]]) -> None:
-    from ..i18n import _  # here: render children import this module for prepare_part
+    from ..i18n import _  # here: render children import this module for prepare_for_joining
 
     destinations = {}
     for source, start in placed:

@@ -155,13 +155,9 @@ def _near_memory_limit() -> bool:
 def render(html: str, pdf_ua: bool, join_prefix: str | None = None) -> tuple:
     """("ok", pdf, pages), ("memory",) or ("error", message) — never raises. A part of a
     longer document (``join_prefix``) is also made ready to be joined, here, in parallel
-    with the other parts (see ``assemble.prepare_part``)."""
+    with the other parts, as it is written (see ``assemble.prepare_for_joining``)."""
     try:
-        pdf, pages = weasy.render_pdf(html, pdf_ua=pdf_ua)
-        if join_prefix is not None:
-            from .assemble import prepare_part
-
-            pdf = prepare_part(pdf, join_prefix)
+        pdf, pages = weasy.render_pdf(html, pdf_ua=pdf_ua, finisher=weasy.joining(join_prefix))
         return ("ok", pdf, pages)
     except MemoryError:
         return ("memory",)

@@ -106,17 +106,24 @@ def run_job(job_id: int) -> None:
                 finished_at=utcnow())
 
 
-def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> None:
+def _every_so_often(commit):
+    """A ``progress`` for ``produce`` that calls ``commit(stage, percent)`` at most a few
+    times a second (and from 90 % on): each is a write the pages' database also serves,
+    and what was laid out meanwhile is committed with the next one."""
     last = [0.0]
 
     def progress(stage: str, percent: int) -> None:
-        # At most a few commits a second: each is a write the pages' database also serves
-        # (what was laid out meanwhile is committed with the next one).
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or percent >= 90:
             last[0] = now
-            _update(job, stage=stage, progress=max(job.progress, percent))
+            commit(stage, percent)
 
+    return progress
+
+
+def _render(job: RenderJob, doc: Document, limits: Limits, deadline: float) -> None:
+    progress = _every_so_often(lambda stage, percent: _update(
+        job, stage=stage, progress=max(job.progress, percent)))
     _key, _pdf, pages = produce(doc, limits, deadline, progress, store_as=job.doc_key)
     _update(job, status=RenderStatus.DONE, progress=100, stage=_("Ready"), pages=pages,
             finished_at=utcnow())
@@ -253,7 +260,10 @@ def _numbers(sample: bytes | None, page_count: int, limits: Limits, deadline: fl
 def render_now(doc: Document) -> bytes:
     """Render a document in the calling process's own child processes (CLI, tools)."""
     limits = Limits.from_config(current_app.config)
-    _key, pdf, _pages = produce(doc, limits, time.monotonic() + limits.seconds)
+    # The parts laid out are committed as they come, as a worker's job commits them with
+    # its progress: while the children lay out the rest, not all at once at the end.
+    _key, pdf, _pages = produce(doc, limits, time.monotonic() + limits.seconds,
+                                _every_so_often(lambda stage, percent: db.session.commit()))
     db.session.commit()
     return pdf
 

@@ -116,10 +116,12 @@ def numbers_sample_job() -> PartJob:
     return PartJob(_part_key(html, False), html)
 
 
-# Parts made ready to be joined (assemble.prepare_part) are stored under keys of their own:
-# code from before that preparation, sharing the store during a rolling deploy or after
-# a rollback, never finds one and joins it the old way. A new way of preparing them gets a
-# new name (join-2: a part's own Document element is no longer listed as detached).
+# Parts made ready to be joined (assemble.prepare_for_joining) are stored under keys of
+# their own: code from before that preparation, sharing the store during a rolling deploy
+# or after a rollback, never finds one and joins it the old way. A new way of preparing
+# them gets a new name (join-2: a part's own Document element is no longer listed as
+# detached). Preparing them as they are written, not by writing them again, leaves the
+# same entries: the same name.
 JOIN_FORMAT = "join-2"
 
 

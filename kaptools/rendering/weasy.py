@@ -241,8 +241,9 @@ def prepare_layout() -> None:
     _html_class()
 
 
-def render_pdf(html: str, *, pdf_ua: bool = False) -> tuple[bytes, int]:
-    """Lay out print HTML and write it as PDF (tagged PDF/UA-1 when asked); (bytes, pages)."""
+def render_pdf(html: str, *, pdf_ua: bool = False, finisher=None) -> tuple[bytes, int]:
+    """Lay out print HTML and write it as PDF (tagged PDF/UA-1 when asked); (bytes, pages).
+    ``finisher(pdf)`` is given the PDF's objects (pydyf) just before they are written."""
     if len(html.encode()) > MAX_HTML_BYTES:
         raise ValueError("document too large to print")
     options = {"pdf_variant": "pdf/ua-1"} if pdf_ua else {}
@@ -255,9 +256,21 @@ def render_pdf(html: str, *, pdf_ua: bool = False) -> tuple[bytes, int]:
     document = _html_class()(string=html, base_url=BASE_URL,
                              url_fetcher=static_only_fetcher()).render(
         font_config=font_config(), stylesheets=stylesheets)
+    if finisher is not None:
+        options["finisher"] = lambda _document, pdf: finisher(pdf)
     return document.write_pdf(**options), len(document.pages)
 
 
-def html_to_pdf(html: str, *, pdf_ua: bool = False) -> bytes:
-    """Render print HTML to PDF bytes in this process (tests and tools)."""
-    return render_pdf(html, pdf_ua=pdf_ua)[0]
+def html_to_pdf(html: str, *, pdf_ua: bool = False, join_prefix: str | None = None) -> bytes:
+    """Render print HTML to PDF bytes in this process (tests and tools); a part of a longer
+    document (``join_prefix``) is made ready to be joined, as a render child makes it."""
+    return render_pdf(html, pdf_ua=pdf_ua, finisher=joining(join_prefix))[0]
+
+
+def joining(prefix: str | None):
+    """The finisher that makes a part ready to be joined under ``prefix`` (None: none)."""
+    if prefix is None:
+        return None
+    from .assemble import prepare_for_joining
+
+    return lambda pdf: prepare_for_joining(pdf, prefix)
