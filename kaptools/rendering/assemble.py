@@ -175,11 +175,7 @@ def prepare_for_joining(pdf, prefix: str) -> None:
     if catalog_root is None:
         return
     objects = pdf.objects
-
-    def resolved(reference):
-        return objects[int(reference.split()[0])]
-
-    root = resolved(catalog_root)
+    root = objects[int(catalog_root.split()[0])]  # a reference: b"<number> 0 R"
     top = root["K"] if isinstance(root["K"], list) else [root["K"]]
     tops = {root.reference, *top}  # the root and the elements right under it
     detached = []
